@@ -1,0 +1,398 @@
+"""Class-labelled real-photo texture dataset for the class-conditional GAN.
+
+Sources are Debian packages only (no web): ``ufoai-textures`` (UFO:Alien Invasion,
+photo-sourced game textures) and ``extremetuxracer-data`` (photo-based terrain tiles).
+Install them with ``scripts/setup_data.sh`` (or ``apt-get install ufoai-textures
+extremetuxracer-data``), then run ``python -m engine.train.data`` to assemble
+``.cache/textures/{textures.npz,manifest.json}``.
+
+Held-out split: the right-most ``HELDOUT_FRAC`` (25 %) columns of EVERY source image;
+train = the remaining left 75 %. The two regions are disjoint by construction.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+
+UFOAI_PK3 = "/usr/share/games/ufoai/base/0textures.pk3"
+PACKAGE_FILES = {  # package -> file that must exist
+    "ufoai-textures": UFOAI_PK3,
+    "extremetuxracer-data": "/usr/share/games/etr/terrains/terrains.lst",
+}
+HELDOUT_FRAC = 0.25
+FORMAT_VERSION = 1
+
+# class name -> list of (debian package, path, licence).  For ufoai-textures the path is
+# the member inside 0textures.pk3 (a zip); licences are taken from
+# /usr/share/doc/ufoai-textures/copyright (per-file stanzas; default "Files: *" = GPL-2+).
+SOURCES = {
+    'grass': [
+        ('ufoai-textures', 'textures/tex_nature/grass001.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/grass003.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/grass004.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/grass_lush.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/grass_mowed_green_a.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/grass_mowed_green_b.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/grass_mowed_green_c.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/grass_tall_green_a.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/grass_tall_green_b.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/grass_tall_green_c.jpg', 'GPL-2'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/grass01.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/grass02.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/grass03.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+    ],
+    'gravel': [
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/pebbles01.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/pebbles04.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+        ('ufoai-textures', 'textures/tex_nature/railway.png', 'public-domain'),
+        ('ufoai-textures', 'textures/tex_mattn/concrete002.jpg', 'GPL-2+'),
+        ('ufoai-textures', 'textures/tex_ctp1/concrete_g_11.jpg', 'GPL-2'),
+    ],
+    'rock': [
+        ('ufoai-textures', 'textures/tex_nature/rock008.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/rock009.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/rock010.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/rock011.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/rock014.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/rock015.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/rock016.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/pjrock1.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/pjrock17.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/pjrock21.png', 'GPL-2'),
+    ],
+    'sand': [
+        ('ufoai-textures', 'textures/tex_nature/desert006.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/desert007.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/desert008.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/desert009.png', 'public-domain'),
+        ('ufoai-textures', 'textures/tex_nature/sand.jpg', 'GPL-2'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/sand01.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+    ],
+    'soil': [
+        ('ufoai-textures', 'textures/tex_nature/dirt.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/dirt001.png', 'GPL-2+'),
+        ('ufoai-textures', 'textures/tex_nature/dirt002.png', 'public-domain'),
+        ('ufoai-textures', 'textures/tex_nature/dirt003.png', 'public-domain'),
+        ('ufoai-textures', 'textures/tex_nature/drymud.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/soil001.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/soil002.jpg', 'GPL-2'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/dirt01.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/mud01.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+    ],
+    'wood': [
+        ('ufoai-textures', 'textures/tex_material/wood002.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/wood003.png', 'public-domain'),
+        ('ufoai-textures', 'textures/tex_material/wood008.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/wood009.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/wood010.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/wood011.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/wood012.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/wood013.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/wood014.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/wood015.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/wood016.png', 'GPL-2'),
+    ],
+    'bark': [
+        ('ufoai-textures', 'textures/tex_nature/tree002.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/tree_bark_001.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/tree_bark_002.jpg', 'GPL-2'),
+    ],
+    'brick': [
+        ('ufoai-textures', 'textures/tex_ctp1/bricks_r_2.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_ctp1/bricks_r_3.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_ctp1/bricks_r_4.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_ctp1/bricks_r_5.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_ctp1/bricks_r_6.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_ctp1/bricks_t_2.jpg', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_buildings/wall_brick01.png', 'CC-BY-SA-3.0'),
+        ('ufoai-textures', 'textures/tex_mattn/wall_bricks001.jpg', 'GPL-2+'),
+        ('ufoai-textures', 'textures/tex_mattn/wall_bricks002.jpg', 'GPL-2+'),
+        ('ufoai-textures', 'textures/tex_mattn/wall_bricks005.jpg', 'GPL-2+'),
+        ('ufoai-textures', 'textures/tex_mattn/wall_bricks006.png', 'GPL-2+'),
+        ('ufoai-textures', 'textures/tex_mattn/brick03a.jpg', 'GPL-2+'),
+        ('ufoai-textures', 'textures/tex_buildings/streetbricks14.jpg', 'GPL-2'),
+    ],
+    'snow': [
+        ('ufoai-textures', 'textures/tex_nature/snow001.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_nature/snow002.png', 'GPL-2'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/snow.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/snow01.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/snow02.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+        ('extremetuxracer-data', '/usr/share/games/etr/terrains/snow03.png', 'GPL-2+ (Extreme Tux Racer, debian/copyright "Files: *")'),
+    ],
+    'rusty_metal': [
+        ('ufoai-textures', 'textures/tex_material/metall001.png', 'GPL-2+'),
+        ('ufoai-textures', 'textures/tex_material/metall003.png', 'GPL-2+'),
+        ('ufoai-textures', 'textures/tex_material/metall012.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/metall013.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/metall018.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/metall019.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/metall020.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_material/metall023.png', 'GPL-2'),
+    ],
+    'concrete': [
+        ('ufoai-textures', 'textures/tex_buildings/concrete003.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_buildings/concrete004.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_buildings/concrete005.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_buildings/concrete007.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_buildings/concrete014.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_buildings/concrete017.png', 'GPL-2'),
+        ('ufoai-textures', 'textures/tex_buildings/concrete024.png', 'CC-BY-SA-3.0'),
+        ('ufoai-textures', 'textures/tex_ctp1/concrete_g_9.jpg', 'GPL-2'),
+    ],
+}
+
+CLASS_NAMES = list(SOURCES)
+
+
+def _spec_hash() -> str:
+    blob = json.dumps([SOURCES, HELDOUT_FRAC, FORMAT_VERSION], sort_keys=True).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def _pkg_version(pkg: str) -> str | None:
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except Exception:
+        return None
+
+
+def check_sources() -> None:
+    """Raise a clear error naming the missing Debian package(s)."""
+    missing = sorted({pkg for srcs in SOURCES.values() for pkg, _, _ in srcs
+                      if not os.path.exists(PACKAGE_FILES[pkg])})
+    if missing:
+        raise FileNotFoundError(
+            "texture source package(s) not installed: %s. Run: apt-get install %s "
+            "(or scripts/setup_data.sh)" % (", ".join(missing), " ".join(missing)))
+
+
+def _load_rgb(pkg: str, path: str, zips: dict) -> np.ndarray:
+    from PIL import Image
+    if pkg == "ufoai-textures":
+        if pkg not in zips:
+            zips[pkg] = zipfile.ZipFile(UFOAI_PK3)
+        try:
+            data = zips[pkg].read(path)
+        except KeyError:
+            raise FileNotFoundError(f"{path} not found in {UFOAI_PK3} (package {pkg}); "
+                                    f"reinstall: apt-get install --reinstall {pkg}")
+        im = Image.open(io.BytesIO(data))
+    else:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} missing; apt-get install {pkg}")
+        im = Image.open(path)
+    if im.mode in ("P", "PA", "LA", "RGBA"):
+        im = im.convert("RGBA")
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def split_columns(width: int) -> int:
+    """Column index where the held-out region starts (train = [:, :c], held-out = [:, c:])."""
+    return int(round(width * (1.0 - HELDOUT_FRAC)))
+
+
+def assemble(out_dir: str = ".cache/textures", force: bool = False) -> dict:
+    """Build ``out_dir/textures.npz`` + ``out_dir/manifest.json``; returns the manifest.
+
+    Installs nothing. Fast no-op when an up-to-date manifest exists.
+    """
+    npz_path = os.path.join(out_dir, "textures.npz")
+    man_path = os.path.join(out_dir, "manifest.json")
+    if not force and os.path.exists(npz_path) and os.path.exists(man_path):
+        with open(man_path) as f:
+            man = json.load(f)
+        if man.get("spec_hash") == _spec_hash():
+            return man
+    check_sources()
+    os.makedirs(out_dir, exist_ok=True)
+    zips: dict = {}
+    arrays: dict[str, np.ndarray] = {}
+    classes = []
+    for name in CLASS_NAMES:
+        entries = []
+        px = {"train": 0, "heldout": 0}
+        for i, (pkg, path, lic) in enumerate(SOURCES[name]):
+            img = _load_rgb(pkg, path, zips)
+            h, w = img.shape[:2]
+            c = split_columns(w)
+            arrays[f"train/{name}/{i}"] = img[:, :c]
+            arrays[f"heldout/{name}/{i}"] = img[:, c:]
+            px["train"] += h * c
+            px["heldout"] += h * (w - c)
+            entries.append({"index": i, "package": pkg, "path": path, "licence": lic,
+                            "size_hw": [h, w], "train_cols": [0, c], "heldout_cols": [c, w]})
+        classes.append({"name": name, "num_sources": len(entries), "pixels": px,
+                        "sources": entries})
+    for z in zips.values():
+        z.close()
+    tmp = npz_path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, npz_path)
+    pkgs = sorted({s[0] for v in SOURCES.values() for s in v})
+    man = {
+        "format_version": FORMAT_VERSION,
+        "spec_hash": _spec_hash(),
+        "class_names": CLASS_NAMES,
+        "num_classes": len(CLASS_NAMES),
+        "heldout": f"right {int(HELDOUT_FRAC * 100)}% columns of every source image "
+                   "(train = left part); disjoint by construction",
+        "packages": {p: _pkg_version(p) for p in pkgs},
+        "classes": classes,
+    }
+    with open(man_path, "w") as f:
+        json.dump(man, f, indent=1)
+    return man
+
+
+class TextureSet:
+    """In-memory random-crop sampler over one split of the assembled dataset."""
+
+    SCALES = (0.5, 0.7, 1.0)
+
+    def __init__(self, images: dict[str, list[np.ndarray]], class_names: list[str],
+                 min_size: int = 64, scales=SCALES):
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+        self.min_size = min_size
+        self.scales = tuple(scales)
+        # per class: list of (image_levels: list[np.ndarray], weight)
+        self._levels: list[list[list[np.ndarray]]] = []
+        self._probs: list[np.ndarray] = []
+        self._cdf: list[np.ndarray] = []
+        for name in self.class_names:
+            per_img, weights = [], []
+            for img in images[name]:
+                per_img.append(self._make_levels(img))
+                weights.append(np.sqrt(img.shape[0] * img.shape[1]))
+            w = np.asarray(weights, dtype=np.float64)
+            self._levels.append(per_img)
+            self._probs.append(w / w.sum())
+            self._cdf.append(np.cumsum(w / w.sum()))
+
+    def _make_levels(self, img: np.ndarray) -> list[np.ndarray]:
+        import cv2
+        h, w = img.shape[:2]
+        levels = []
+        for s in self.scales:
+            nh, nw = int(round(h * s)), int(round(w * s))
+            if min(nh, nw) < self.min_size:
+                continue
+            levels.append(img if s == 1.0 else
+                          cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA))
+        if not levels:  # too small even at native scale: upscale so the short side fits
+            s = self.min_size / min(h, w)
+            nh, nw = max(self.min_size, int(np.ceil(h * s))), max(self.min_size, int(np.ceil(w * s)))
+            levels.append(cv2.resize(img, (nw, nh), interpolation=cv2.INTER_CUBIC))
+        return levels
+
+    @classmethod
+    def load(cls, root: str = ".cache/textures", split: str = "train",
+             min_size: int = 64, scales=SCALES) -> "TextureSet":
+        if split not in ("train", "heldout"):
+            raise ValueError("split must be 'train' or 'heldout'")
+        man_path = os.path.join(root, "manifest.json")
+        if not os.path.exists(man_path):
+            raise FileNotFoundError(f"{man_path} missing: run `python -m engine.train.data --out {root}`")
+        with open(man_path) as f:
+            man = json.load(f)
+        names = man["class_names"]
+        images: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        with np.load(os.path.join(root, "textures.npz")) as z:
+            for c in man["classes"]:
+                for e in c["sources"]:
+                    images[c["name"]].append(z[f"{split}/{c['name']}/{e['index']}"])
+        ts = cls(images, names, min_size=min_size, scales=scales)
+        ts.split = split
+        ts.manifest = man
+        return ts
+
+    def sample(self, batch: int, size: int, generator: np.random.Generator, labels=None):
+        """Random crops -> (float32 tensor [B,3,size,size] in [-1,1], int64 labels [B])."""
+        import torch
+        g = generator
+        if labels is None:
+            labels = g.integers(0, self.num_classes, size=batch)
+        else:
+            labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels,
+                                dtype=np.int64).reshape(-1)
+            if labels.shape[0] != batch:
+                raise ValueError("len(labels) != batch")
+        out = np.empty((batch, size, size, 3), dtype=np.uint8)
+        u = g.random((batch, 5))  # image, level, y, x, flip
+        rots = g.integers(0, 4, size=batch)
+        for b, lab in enumerate(labels):
+            imgs = self._levels[lab]
+            j = min(int(np.searchsorted(self._cdf[lab], u[b, 0], side="right")), len(imgs) - 1)
+            levels = imgs[j]
+            fit = [a for a in levels if a.shape[0] >= size and a.shape[1] >= size]
+            a = fit[int(u[b, 1] * len(fit))] if fit else levels[-1]
+            if a.shape[0] < size or a.shape[1] < size:  # only if size > min_size
+                import cv2
+                s = size / min(a.shape[:2])
+                a = cv2.resize(a, (int(np.ceil(a.shape[1] * s)), int(np.ceil(a.shape[0] * s))),
+                               interpolation=cv2.INTER_CUBIC)
+            y = int(u[b, 2] * (a.shape[0] - size + 1))
+            x = int(u[b, 3] * (a.shape[1] - size + 1))
+            crop = a[y:y + size, x:x + size]
+            if rots[b]:
+                crop = np.rot90(crop, int(rots[b]))
+            if u[b, 4] < 0.5:
+                crop = crop[:, ::-1]
+            out[b] = crop
+        t = torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(127.5) - np.float32(1.0))
+        return t, torch.from_numpy(labels.astype(np.int64))
+
+
+def contact_sheet(ts: TextureSet, path: str, per_class: int = 8, size: int = 64, seed: int = 0):
+    from PIL import Image, ImageDraw
+    g = np.random.default_rng(seed)
+    lw = 90
+    sheet = Image.new("RGB", (lw + per_class * (size + 2), ts.num_classes * (size + 2)), "white")
+    d = ImageDraw.Draw(sheet)
+    for c, name in enumerate(ts.class_names):
+        x, _ = ts.sample(per_class, size, g, labels=[c] * per_class)
+        arr = ((x.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        d.text((2, c * (size + 2) + size // 2 - 5), name, fill="black")
+        for i in range(per_class):
+            sheet.paste(Image.fromarray(arr[i]), (lw + i * (size + 2), c * (size + 2)))
+    sheet.save(path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=".cache/textures")
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--sheet", default=None, help="also write a contact sheet PNG here")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    man = assemble(args.out, force=args.force)
+    print(f"assembled {args.out} in {time.time() - t0:.1f}s; packages: {man['packages']}")
+    print(f"{'class':<12} {'srcs':>4} {'train px':>10} {'heldout px':>10}")
+    for c in man["classes"]:
+        print(f"{c['name']:<12} {c['num_sources']:>4} {c['pixels']['train']:>10} {c['pixels']['heldout']:>10}")
+    ts = TextureSet.load(args.out, "train")
+    g = np.random.default_rng(0)
+    ts.sample(32, 64, g)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        ts.sample(32, 64, g)
+    print(f"sample(32, 64): {(time.perf_counter() - t0) / 20 * 1000:.2f} ms")
+    if args.sheet:
+        contact_sheet(ts, args.sheet)
+        print("wrote", args.sheet)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
