@@ -1,0 +1,299 @@
+"""The paper's SNGAN family: ResNet generator with categorical CBN, projection discriminator with spectral norm.
+
+Module names follow the official Chainer code (pfnet-research/neural-collage ``gen_models/resnet*.py``,
+``dis_models/snresnet*.py``): ``l1``, ``block2`` ... ``blockN`` (each ``c1``, ``c2``, ``b1``, ``b2``, ``c_sc``),
+``bN+1``/``lN+1`` at the end of the generator; ``block1`` ... ``blockK``, ``lK+1`` and ``l_y`` in the
+discriminator.  So the official checkpoints import key by key (engine.models.chainer_import).
+
+Two latent layouts share the same blocks:
+- ``latent="vector"`` (the paper's models): z in R^dim_z, ``l1`` is a Linear to a bottom_width^2 map;
+- ``latent="spatial"`` (the embedded default model): z is a [z_channels, R/2^n, R/2^n] map and ``l1`` a 3x3
+  conv, so the generator is fully convolutional and renders any size that is a multiple of 2^n.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.interface import CollageContext, CollageGenerator, Site
+from engine.models.layers import (
+    BatchNorm,
+    CategoricalConditionalBatchNorm,
+    SNConv2d,
+    SNEmbedding,
+    SNLinear,
+    glorot_,
+    upsample2x,
+)
+
+
+@dataclass
+class SNGANConfig:
+    ch: int = 64
+    dim_z: int = 128
+    bottom_width: int = 4
+    n_classes: int = 143
+    resolution: int = 128
+    gen_mults: tuple = (16, 16, 8, 4, 2, 1)  # l1 output = ch*mults[0]; block i maps mults[i] -> mults[i+1]
+    dis_mults: tuple = (1, 2, 4, 8, 16, 16)  # block i outputs ch*mults[i]; all but the last down-sample
+    latent: str = "vector"  # or "spatial"
+    z_channels: int = 16  # spatial latent only
+    class_names: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["gen_mults"] = list(self.gen_mults)
+        d["dis_mults"] = list(self.dis_mults)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SNGANConfig":
+        d = dict(d)
+        d["gen_mults"] = tuple(d["gen_mults"])
+        d["dis_mults"] = tuple(d["dis_mults"])
+        return cls(**d)
+
+
+# The paper's released models (configs/sn_projection_dog_and_cat{,_256}.yml).
+SNGAN_DOGCAT_256 = SNGANConfig(ch=48, dim_z=128, bottom_width=4, n_classes=143, resolution=256,
+                               gen_mults=(16, 16, 8, 8, 4, 2, 1), dis_mults=(1, 2, 4, 8, 8, 16, 16))
+SNGAN_DOGCAT_128 = SNGANConfig(ch=64, dim_z=128, bottom_width=4, n_classes=143, resolution=128,
+                               gen_mults=(16, 16, 8, 4, 2, 1), dis_mults=(1, 2, 4, 8, 16, 16))
+
+
+class GenBlock(nn.Module):
+    """Up-sampling residual block with two CBN layers (Chainer gen_models/resblocks.Block)."""
+
+    def __init__(self, cin: int, cout: int, n_classes: int, upsample: bool = True):
+        super().__init__()
+        self.upsample = upsample
+        self.c1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.b1 = CategoricalConditionalBatchNorm(cin, n_classes)
+        self.b2 = CategoricalConditionalBatchNorm(cout, n_classes)
+        self.learnable_sc = cin != cout or upsample
+        if self.learnable_sc:
+            self.c_sc = nn.Conv2d(cin, cout, 1)
+        for c in (self.c1, self.c2):
+            glorot_(c.weight, 2 ** 0.5)
+            nn.init.zeros_(c.bias)
+        if self.learnable_sc:
+            glorot_(self.c_sc.weight)
+            nn.init.zeros_(self.c_sc.bias)
+
+    def forward(self, x: torch.Tensor, ctx: CollageContext) -> torch.Tensor:
+        h = F.relu(self.b1(x, ctx))
+        h = self.c1(upsample2x(h) if self.upsample else h)
+        h = self.c2(F.relu(self.b2(h, ctx)))
+        sc = x
+        if self.learnable_sc:
+            sc = self.c_sc(upsample2x(x) if self.upsample else x)
+        return h + sc
+
+
+class ResNetGenerator(CollageGenerator):
+    family = "sngan"
+
+    def __init__(self, cfg: SNGANConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = cfg.n_classes
+        self.resolution = cfg.resolution
+        m = cfg.gen_mults
+        self.n_blocks = len(m) - 1
+        c0 = cfg.ch * m[0]
+        if cfg.latent == "vector":
+            self.l1 = nn.Linear(cfg.dim_z, cfg.bottom_width ** 2 * c0)
+        elif cfg.latent == "spatial":
+            self.l1 = nn.Conv2d(cfg.z_channels, c0, 3, padding=1)
+        else:
+            raise ValueError(f"unknown latent layout {cfg.latent!r}")
+        glorot_(self.l1.weight)
+        nn.init.zeros_(self.l1.bias)
+        for i in range(self.n_blocks):
+            setattr(self, f"block{i + 2}", GenBlock(cfg.ch * m[i], cfg.ch * m[i + 1], cfg.n_classes))
+        k = self.n_blocks + 2
+        setattr(self, f"b{k}", BatchNorm(cfg.ch * m[-1]))
+        last = nn.Conv2d(cfg.ch * m[-1], 3, 3, padding=1)
+        glorot_(last.weight)
+        nn.init.zeros_(last.bias)
+        setattr(self, f"l{k}", last)
+        self.number_norm_sites()
+
+    # -- the collage interface -------------------------------------------------------------------------
+    def blocks(self) -> list[GenBlock]:
+        return [getattr(self, f"block{i + 2}") for i in range(self.n_blocks)]
+
+    def latent_shape(self, resolution: int | None = None) -> tuple[int, ...]:
+        if self.cfg.latent == "vector":
+            if resolution not in (None, self.resolution):
+                raise ValueError(f"this model renders {self.resolution} px only")
+            return (self.cfg.dim_z,)
+        r = resolution or self.resolution
+        f = 2 ** self.n_blocks
+        if r % f:
+            raise ValueError(f"resolution {r} is not a multiple of {f}")
+        return (self.cfg.z_channels, r // f, r // f)
+
+    def norm_sites(self) -> list[Site]:
+        sites = []
+        for i, blk in enumerate(self.blocks()):
+            stride = 2 ** (self.n_blocks - i)
+            sites.append(Site(blk.b1.site, i, f"block{i + 2}.b1", stride))
+            sites.append(Site(blk.b2.site, i, f"block{i + 2}.b2", stride // 2))
+        return sites
+
+    def blend_sites(self) -> list[Site]:
+        sites = [Site(0, 0, "l1", 2 ** self.n_blocks)]
+        for i in range(self.n_blocks):
+            sites.append(Site(i + 1, i + 1, f"block{i + 2}", 2 ** (self.n_blocks - i - 1)))
+        return sites
+
+    def class_names(self) -> list[str]:
+        names = list(self.cfg.class_names)
+        return names if len(names) == self.num_classes else super().class_names()
+
+    def synthesize(self, z: torch.Tensor, ctx: CollageContext) -> torch.Tensor:
+        h = self.l1(z)
+        if self.cfg.latent == "vector":
+            h = h.view(h.shape[0], -1, self.cfg.bottom_width, self.cfg.bottom_width)
+        h = ctx.blend(0, h)
+        for i, blk in enumerate(self.blocks()):
+            h = ctx.blend(i + 1, blk(h, ctx))
+        k = self.n_blocks + 2
+        h = F.relu(getattr(self, f"b{k}")(h))
+        return torch.tanh(getattr(self, f"l{k}")(h))
+
+
+def _avgpool(x: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(x, 2)
+
+
+class DisBlock(nn.Module):
+    """Discriminator residual block with spectral norm (Chainer dis_models/resblocks.Block)."""
+
+    def __init__(self, cin: int, cout: int, downsample: bool):
+        super().__init__()
+        self.downsample = downsample
+        self.c1 = SNConv2d(cin, cout, 3, padding=1)
+        self.c2 = SNConv2d(cout, cout, 3, padding=1)
+        self.learnable_sc = cin != cout or downsample
+        if self.learnable_sc:
+            self.c_sc = SNConv2d(cin, cout, 1)
+        for c in (self.c1, self.c2):
+            glorot_(c.weight, 2 ** 0.5)
+            nn.init.zeros_(c.bias)
+        if self.learnable_sc:
+            glorot_(self.c_sc.weight)
+            nn.init.zeros_(self.c_sc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c2(F.relu(self.c1(F.relu(x))))
+        if self.downsample:
+            h = _avgpool(h)
+        sc = x
+        if self.learnable_sc:
+            sc = self.c_sc(x)
+            if self.downsample:
+                sc = _avgpool(sc)
+        return h + sc
+
+
+class OptimizedDisBlock(nn.Module):
+    """First discriminator block (Chainer OptimizedBlock): no leading activation, always down-samples."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.c1 = SNConv2d(cin, cout, 3, padding=1)
+        self.c2 = SNConv2d(cout, cout, 3, padding=1)
+        self.c_sc = SNConv2d(cin, cout, 1)
+        for c in (self.c1, self.c2):
+            glorot_(c.weight, 2 ** 0.5)
+            nn.init.zeros_(c.bias)
+        glorot_(self.c_sc.weight)
+        nn.init.zeros_(self.c_sc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = _avgpool(self.c2(F.relu(self.c1(x))))
+        return h + self.c_sc(_avgpool(x))
+
+
+class SNResNetProjectionDiscriminator(nn.Module):
+    """Projection discriminator (Miyato & Koyama 2018) with spectral norm."""
+
+    def __init__(self, cfg: SNGANConfig):
+        super().__init__()
+        self.cfg = cfg
+        m = cfg.dis_mults
+        self.n_blocks = len(m)
+        self.block1 = OptimizedDisBlock(3, cfg.ch * m[0])
+        for i in range(1, len(m)):
+            setattr(self, f"block{i + 1}", DisBlock(cfg.ch * m[i - 1], cfg.ch * m[i], downsample=i < len(m) - 1))
+        c = cfg.ch * m[-1]
+        last = SNLinear(c, 1)
+        glorot_(last.weight)
+        nn.init.zeros_(last.bias)
+        setattr(self, f"l{len(m) + 1}", last)
+        self.l_y = SNEmbedding(cfg.n_classes, c)
+        glorot_(self.l_y.weight)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """relu(h) before the global pooling: [B, C, h, w]."""
+        h = x
+        for i in range(self.n_blocks):
+            h = getattr(self, f"block{i + 1}")(h)
+        return F.relu(h)
+
+    def feature_vector(self, x: torch.Tensor) -> torch.Tensor:
+        """The pre-pooling feature vector that manifold projection compares (Chainer ``feature_vector``)."""
+        return self.features(x).flatten(1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x).sum(dim=(2, 3))
+        out = getattr(self, f"l{self.n_blocks + 1}")(h)
+        if y is not None:
+            out = out + (self.l_y(y) * h).sum(dim=1, keepdim=True)
+        return out.squeeze(1)
+
+
+class SpatialEncoder(nn.Module):
+    """Encoder for spatial-latent generators: x [B, 3, R, R] -> z [B, z_channels, R/2^n, R/2^n].
+
+    The paper's encoder (Fig. 15) is the discriminator's architecture with a latent output; this one keeps that
+    shape (residual down-sampling blocks) but without spectral norm and with a 1x1 conv head per position.
+    """
+
+    def __init__(self, cfg: SNGANConfig, ch: int | None = None):
+        super().__init__()
+        ch = ch or cfg.ch
+        n = len(cfg.gen_mults) - 1
+        mults = [1, 2, 4, 4, 8, 8, 8][: n + 1]
+        self.block1 = nn.Conv2d(3, ch * mults[0], 3, padding=1)
+        for i in range(n):
+            setattr(self, f"block{i + 2}", EncBlock(ch * mults[i], ch * mults[i + 1]))
+        self.n = n
+        self.l_out = nn.Conv2d(ch * mults[n], cfg.z_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.block1(x)
+        for i in range(self.n):
+            h = getattr(self, f"block{i + 2}")(h)
+        return self.l_out(F.relu(h))
+
+
+class EncBlock(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.b1 = nn.BatchNorm2d(cin)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.c_sc = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c1(F.relu(self.b1(x)))
+        h = self.c2(F.relu(self.b2(h)))
+        return _avgpool(h) + _avgpool(self.c_sc(x))
