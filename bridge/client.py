@@ -1,0 +1,497 @@
+"""Client side of the Neural Collage bridge (runs inside GIMP's Python).
+
+Standard library only; pyzmq is used when it can be imported, otherwise the
+pure-Python ZMTP transport in :mod:`bridge.zmtp`.  Both behave the same.
+
+    client = EngineClient()                       # tcp://127.0.0.1:5581
+    info = client.hello()
+    reply = client.call("swap", {...}, {"image": img, "mask": mask},
+                        on_progress=lambda stage, step, total, loss: not user_cancelled())
+    reply.arrays["image"]                         # bridge.protocol.Array
+
+Not thread-safe: use one EngineClient per thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+from .protocol import (
+    DEFAULT_ADDRESS,
+    E_CANCELLED,
+    HEARTBEAT_TIMEOUT,
+    PROTOCOL_VERSION,
+    Array,
+    BridgeError,
+    Limits,
+    ProtocolError,
+    decode_message,
+    encode_message,
+)
+from .zmtp import CURVE_NEEDS_PYZMQ, ZmtpError, ZmtpSocket, parse_tcp_address
+
+try:  # optional: GIMP's bundled Python usually lacks it
+    import zmq
+except Exception:  # noqa: BLE001 - ImportError, or a broken binary wheel
+    zmq = None
+
+HAVE_PYZMQ = zmq is not None
+
+START_HINT = ("start it with `neural-collage serve` (or enable \"start the engine automatically\" "
+              "in the plug-in settings)")
+
+#: What the client accepts from the engine (it trusts its engine more than the engine trusts clients).
+CLIENT_LIMITS = Limits(max_header_bytes=16 * 1024 * 1024, max_message_bytes=1 << 34,
+                       max_elements=1 << 32, max_arrays=256)
+
+
+class EngineError(BridgeError):
+    """The engine answered with an ``error`` reply."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Cancelled(EngineError):
+    """The request was cancelled (by ``on_progress`` returning False, or another cancel)."""
+
+    def __init__(self, message: str = "cancelled"):
+        super().__init__(E_CANCELLED, message)
+
+
+class EngineUnavailable(BridgeError):
+    """Nothing answers at the address, or the connection to the engine was lost."""
+
+
+class EngineTimeout(BridgeError):
+    """The engine accepted the connection but did not answer (or went silent) in time."""
+
+
+class Reply:
+    """A final ``result``: ``params`` (dict) and ``arrays`` (name -> Array)."""
+
+    __slots__ = ("arrays", "header", "id", "op", "params")
+
+    def __init__(self, header: dict[str, Any], arrays: dict[str, Array], op: str):
+        self.header = header
+        self.id = header.get("id")
+        self.op = op
+        self.params: dict[str, Any] = header.get("params") or {}
+        self.arrays: dict[str, Array] = arrays
+
+    def __repr__(self) -> str:
+        return f"Reply(op={self.op!r}, params={self.params!r}, arrays={self.arrays!r})"
+
+
+def load_public_key(key: Any) -> bytes:
+    """A Z85 CURVE public key (40 chars), given itself or as a key file path."""
+    if isinstance(key, bytes):
+        key = key.decode("ascii")
+    key = str(key).strip()
+    if len(key) == 40 and not os.path.exists(key):
+        return key.encode("ascii")
+    with open(key, "r", encoding="utf-8") as fh:
+        text = fh.read()
+    match = re.search(r'public-key\s*=\s*"([^"]{40})"', text)
+    if match:
+        return match.group(1).encode("ascii")
+    stripped = text.strip()
+    if len(stripped) == 40:
+        return stripped.encode("ascii")
+    raise ValueError(f"{key} holds no CURVE public key")
+
+
+# ---------------------------------------------------------------------------
+# Transports: connect / send / recv(timeout) -> frames or None / close
+# ---------------------------------------------------------------------------
+class _ZmtpTransport:
+    name = "zmtp"
+
+    def __init__(self, address: str, max_message_bytes: int):
+        parse_tcp_address(address)  # fail early on ipc:// etc.
+        self.address = address
+        self.max_message_bytes = max_message_bytes
+        self.sock: ZmtpSocket | None = None
+
+    def connect(self, timeout: float) -> None:
+        if self.sock is not None and not self.sock.closed:
+            try:  # drop stale replies, answer pings, notice a peer that went away
+                while self.sock.recv_multipart(timeout=0) is not None:
+                    pass
+            except (ZmtpError, OSError):
+                self.close()
+        if self.sock is None or self.sock.closed:
+            try:
+                self.sock = ZmtpSocket.connect(self.address, timeout=timeout,
+                                               max_message_bytes=self.max_message_bytes)
+            except (OSError, ZmtpError) as exc:
+                self.sock = None
+                raise EngineUnavailable(_unavailable_text(self.address, exc)) from None
+
+    def send(self, frames: Sequence[Any], timeout: float) -> None:
+        assert self.sock is not None
+        self.sock.send_multipart(frames, timeout=timeout)
+
+    def recv(self, timeout: float) -> list[Any] | None:
+        assert self.sock is not None
+        return self.sock.recv_multipart(timeout=max(0.0, timeout))
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class _PyZmqTransport:
+    name = "pyzmq"
+
+    def __init__(self, address: str, max_message_bytes: int, curve_server_key: Any = None,
+                 curve_keys: Any = None, connect_timeout: float = 5.0):
+        if zmq is None:
+            raise BridgeError("pyzmq is not installed in this Python")
+        self.address = address
+        self.max_message_bytes = max_message_bytes
+        self.curve_server_key = curve_server_key
+        self.curve_keys = curve_keys
+        self.connect_timeout = connect_timeout
+        self.ctx = zmq.Context()
+        self.sock = None
+
+    def connect(self, timeout: float) -> None:
+        if self.sock is not None:
+            while self.sock.poll(0, zmq.POLLIN):  # drop stale replies of abandoned requests
+                self.sock.recv_multipart(copy=False)
+            return
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on completed connections: POLLOUT = connected
+        if self.max_message_bytes < (1 << 62):
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        if self.curve_server_key is not None:
+            if not zmq.has("curve"):
+                sock.close()
+                raise BridgeError("this pyzmq/libzmq has no CURVE support")
+            public, secret = self.curve_keys or zmq.curve_keypair()
+            sock.curve_publickey = _as_bytes(public)
+            sock.curve_secretkey = _as_bytes(secret)
+            sock.curve_serverkey = load_public_key(self.curve_server_key)
+        try:
+            sock.connect(self.address)
+        except zmq.ZMQError as exc:
+            sock.close()
+            raise EngineUnavailable(f"cannot connect to {self.address}: {exc}") from None
+        self.sock = sock
+        wait = max(0.0, min(timeout, self.connect_timeout))
+        if not sock.poll(int(wait * 1000), zmq.POLLOUT):
+            self.close()
+            raise EngineUnavailable(_unavailable_text(self.address, None))
+
+    def send(self, frames: Sequence[Any], timeout: float) -> None:
+        assert self.sock is not None
+        wait = max(0.0, min(timeout, self.connect_timeout))
+        if not self.sock.poll(int(wait * 1000), zmq.POLLOUT):
+            self.close()
+            raise EngineUnavailable(_unavailable_text(self.address, None))
+        try:
+            self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.close()
+            raise EngineUnavailable(f"lost the connection to the engine at {self.address}") from None
+
+    def recv(self, timeout: float) -> list[Any] | None:
+        assert self.sock is not None
+        if not self.sock.poll(int(max(0.0, timeout) * 1000), zmq.POLLIN):
+            return None
+        return [f.buffer for f in self.sock.recv_multipart(copy=False)]
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(linger=0)
+            self.sock = None
+
+    def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
+        try:
+            self.close()
+            self.ctx.term()
+        except Exception:  # noqa: BLE001, S110 - best effort at interpreter shutdown
+            pass
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value.encode("ascii") if isinstance(value, str) else bytes(value)
+
+
+def _unavailable_text(address: str, exc: BaseException | None) -> str:
+    why = f" ({exc})" if exc is not None else ""
+    return (f"nothing answers at {address}{why}: the Neural Collage engine is not running; {START_HINT}")
+
+
+# ---------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------
+class EngineClient:
+    """Talks to the engine at ``address``.
+
+    ``timeout``: seconds to wait for the engine's first answer to a request
+    (connection included).  Once the engine has acknowledged a request, the
+    request may take as long as it needs, as long as the engine keeps sending
+    heartbeats/progress: silence longer than ``heartbeat_timeout`` means a dead
+    or hung engine.
+    ``transport``: "auto" (pyzmq when importable, else the pure-Python ZMTP
+    client), "pyzmq" or "zmtp".
+    CURVE (``curve_server_key``: the engine's Z85 public key or key file;
+    ``curve_keys``: optional (public, secret) client pair, generated if None)
+    needs pyzmq.
+    """
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, transport: str = "auto",
+                 curve_server_key: Any = None, curve_keys: Any = None,
+                 heartbeat_timeout: float = HEARTBEAT_TIMEOUT, connect_timeout: float = 5.0,
+                 limits: Limits | None = None):
+        if transport not in ("auto", "pyzmq", "zmtp"):
+            raise ValueError("transport must be 'auto', 'pyzmq' or 'zmtp'")
+        if transport == "auto":
+            transport = "pyzmq" if HAVE_PYZMQ else "zmtp"
+        if curve_server_key is not None and transport != "pyzmq":
+            raise BridgeError(CURVE_NEEDS_PYZMQ)
+        if transport == "pyzmq" and not HAVE_PYZMQ:
+            raise BridgeError("transport 'pyzmq' requested but pyzmq cannot be imported; "
+                              "use transport='zmtp' (tcp:// only)")
+        self.address = address
+        self.timeout = float(timeout)
+        self.heartbeat_timeout = float(heartbeat_timeout)
+        self.limits = limits or CLIENT_LIMITS
+        if transport == "pyzmq":
+            self._transport: Any = _PyZmqTransport(address, self.limits.max_message_bytes,
+                                                   curve_server_key, curve_keys, connect_timeout)
+        else:
+            try:
+                self._transport = _ZmtpTransport(address, self.limits.max_message_bytes)
+            except ValueError as exc:
+                raise BridgeError(str(exc)) from None
+        self.transport = transport
+
+    # -- public API -------------------------------------------------------
+    def call(self, op: str, params: Mapping[str, Any] | None = None,
+             arrays: Mapping[str, Any] | None = None,
+             on_progress: Callable[[str, int, int, float | None], Any] | None = None,
+             timeout: float | None = None,
+             on_queued: Callable[[int], Any] | None = None) -> Reply:
+        """Send one request and wait for its final reply.
+
+        ``arrays`` values: bridge Array, numpy arrays, or ``(dtype, shape, buffer)``.
+        ``on_progress(stage, step, total, loss)`` may return False to cancel:
+        the client sends ``cancel`` and raises :class:`Cancelled` once the engine
+        confirms.  Raises EngineError, Cancelled, EngineUnavailable, EngineTimeout.
+        """
+        timeout = self.timeout if timeout is None else float(timeout)
+        rid = uuid.uuid4().hex
+        frames = encode_message({"v": PROTOCOL_VERSION, "id": rid, "op": op,
+                                 "params": dict(params or {})}, arrays)
+        self._transport.connect(timeout)
+        try:
+            self._transport.send(frames, timeout)
+            return self._wait(op, rid, timeout, on_progress, on_queued)
+        except EngineError:
+            raise
+        except (EngineUnavailable, EngineTimeout, ProtocolError):
+            self._transport.close()  # never reuse a connection in an unknown state
+            raise
+        except (ZmtpError, OSError) as exc:
+            self._transport.close()
+            raise EngineUnavailable(f"lost the connection to the engine at {self.address} during {op!r} ({exc}): it "
+                                    "probably crashed or was stopped; see the engine log") from None
+        except BaseException:
+            # e.g. KeyboardInterrupt or an exception from a callback: abandon the request
+            self._try_cancel(rid)
+            self._transport.close()
+            raise
+
+    def hello(self, timeout: float | None = None) -> dict[str, Any]:
+        return self.call("hello", timeout=timeout).params
+
+    def classes(self, search: str | None = None, model: str | None = None,
+                timeout: float | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if search is not None:
+            params["search"] = search
+        if model is not None:
+            params["model"] = model
+        return self.call("classes", params, timeout=timeout).params
+
+    def status(self, timeout: float | None = None) -> dict[str, Any]:
+        return self.call("status", timeout=timeout).params
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> EngineClient:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------
+    def _wait(self, op: str, rid: str, timeout: float, on_progress: Any, on_queued: Any) -> Reply:
+        sent = time.monotonic()
+        last_seen: float | None = None
+        cancel_id: str | None = None
+        while True:
+            now = time.monotonic()
+            if last_seen is None:
+                remaining = sent + timeout - now
+                if remaining <= 0:
+                    raise EngineTimeout(f"the engine at {self.address} accepted the connection but did not answer "
+                                        f"{op!r} within {timeout:.1f} s; it may be busy loading or hung (see its log)")
+            else:
+                remaining = last_seen + self.heartbeat_timeout - now
+                if remaining <= 0:
+                    raise EngineTimeout(f"the engine at {self.address} went silent for {self.heartbeat_timeout:.1f} s while running {op!r} "
+                                        "(no heartbeat): it probably crashed or hung; see the engine "
+                                        "log and restart it")
+            frames = self._transport.recv(remaining)
+            if frames is None:
+                continue
+            header, arrays = decode_message(frames, self.limits)
+            if header.get("id") != rid:
+                continue  # cancel acknowledgement, or a stale reply of an abandoned request
+            last_seen = time.monotonic()
+            kind = header.get("type")
+            p = header["params"]
+            if kind == "result":
+                if cancel_id is not None:
+                    raise Cancelled("cancelled (the engine had already finished)")
+                return Reply(header, arrays, op)
+            if kind == "error":
+                code = str(p.get("code", "engine_error"))
+                message = str(p.get("message", ""))
+                if code == E_CANCELLED:
+                    raise Cancelled(message or "cancelled")
+                raise EngineError(code, message)
+            if kind == "progress":
+                if on_progress is not None and cancel_id is None:
+                    keep = on_progress(p.get("stage"), p.get("step"), p.get("total"), p.get("loss"))
+                    if keep is False:
+                        cancel_id = self._send_cancel(rid)
+            elif kind == "queued" and on_queued is not None:
+                on_queued(p.get("position"))
+            # heartbeat: nothing to do but note that the engine is alive
+
+    def _send_cancel(self, rid: str) -> str:
+        cid = uuid.uuid4().hex
+        frames = encode_message({"v": PROTOCOL_VERSION, "id": cid, "op": "cancel",
+                                 "params": {"id": rid}})
+        self._transport.send(frames, self.timeout)
+        return cid
+
+    def _try_cancel(self, rid: str) -> None:
+        try:
+            self._send_cancel(rid)
+        except Exception:  # noqa: BLE001, S110 - best effort: the original exception matters
+            pass
+
+
+# ---------------------------------------------------------------------------
+# Engine lifecycle
+# ---------------------------------------------------------------------------
+def default_log_path() -> str:
+    import tempfile
+    return os.path.join(tempfile.gettempdir(), "neural-collage-engine.log")
+
+
+def tail(path: str | None, lines: int = 20) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _quote_log(path: str | None) -> str:
+    text = tail(path)
+    if not text:
+        return f" (engine log {path} is empty)" if path else ""
+    return "\nLast lines of the engine log {}:\n{}".format(path, "\n".join("    " + ln for ln in
+                                                                     text.splitlines()))
+
+
+def start_engine(command: Sequence[str], log_path: str | None = None) -> subprocess.Popen[bytes]:
+    """Start ``command`` detached from GIMP, stdout and stderr appended to ``log_path``."""
+    log_path = log_path or default_log_path()
+    directory = os.path.dirname(os.path.abspath(log_path))
+    os.makedirs(directory, exist_ok=True)
+    kwargs: dict[str, Any] = {}
+    if sys.platform == "win32":
+        kwargs["creationflags"] = (getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)
+                                   | getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000))
+    else:
+        kwargs["start_new_session"] = True
+    with open(log_path, "ab") as log:
+        log.write(("\n--- {} starting engine: {}\n".format(time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                     " ".join(command))).encode("utf-8"))
+        log.flush()
+        return subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, close_fds=True, **kwargs)
+
+
+def ensure_engine(address: str = DEFAULT_ADDRESS, command: Sequence[str] | None = None,
+                  log_path: str | None = None, start_timeout: float = 120.0,
+                  probe_timeout: float = 2.0, **client_kwargs: Any) -> EngineClient:
+    """Return a client for a running engine, starting one with ``command`` if needed.
+
+    An engine that answers ``hello`` is reused.  Otherwise, if ``command`` is
+    given (e.g. ``["neural-collage", "serve"]``), it is started detached with
+    its output in ``log_path`` and polled until it answers and has loaded its
+    model; after ``start_timeout`` seconds (or if it exits) EngineUnavailable is
+    raised quoting the last lines of the log.
+    """
+    client = EngineClient(address, **client_kwargs)
+    try:
+        info = client.hello(timeout=probe_timeout)
+        if info.get("state", "ready") == "ready":
+            return client
+        started = None  # an engine is starting (loading its model): wait for it
+    except (EngineUnavailable, EngineTimeout) as exc:
+        if not command:
+            raise EngineUnavailable(str(exc)) from None
+        log_path = log_path or default_log_path()
+        started = start_engine(command, log_path)
+    deadline = time.monotonic() + start_timeout
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            info = client.hello(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            if info.get("state", "ready") == "ready":
+                return client
+            last_error = "engine is {}".format(info.get("state"))
+        except (EngineUnavailable, EngineTimeout) as exc:
+            last_error = str(exc)
+        if started is not None and started.poll() is not None:
+            # it exited: maybe another engine won the race for the address
+            try:
+                info = client.hello(timeout=probe_timeout)
+                if info.get("state", "ready") == "ready":
+                    return client
+            except BridgeError:
+                pass
+            client.close()
+            raise EngineUnavailable("the engine ({}) exited with code {} before answering at {}{}".format(" ".join(command or ()), started.returncode, address,
+                                       _quote_log(log_path)))
+        time.sleep(0.2)
+    client.close()
+    raise EngineUnavailable(f"the engine did not become ready at {address} within {start_timeout:.0f} s ({last_error}){_quote_log(log_path)}")

@@ -1,0 +1,642 @@
+"""Neural Collage bridge protocol, version 1 (see bridge/PROTOCOL.md).
+
+Standard library only: this module runs inside GIMP's bundled Python (3.9+),
+where numpy may be missing.  numpy arrays are still accepted by
+:func:`encode_message` through duck typing (``.dtype``, ``.shape`` and the
+buffer protocol), without importing numpy.
+
+A message is a list of frames: frame 0 is a UTF-8 JSON header, then exactly
+one raw frame per entry of ``header["arrays"]`` (C order, little-endian).
+Nothing received is ever unpickled or evaluated.
+"""
+
+# ruff: noqa: UP031  (printf-style formatting is used on purpose: it reads well with %d/%r)
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+#: Fixed loopback address of the engine (port 5581 = "55" + "81", unassigned by IANA).
+DEFAULT_PORT = 5581
+DEFAULT_ADDRESS = "tcp://127.0.0.1:%d" % DEFAULT_PORT
+
+# ---------------------------------------------------------------------------
+# Size limits (defaults; the server may override them, see Limits)
+# ---------------------------------------------------------------------------
+MiB = 1024 * 1024
+MAX_HEADER_BYTES = 1 * MiB
+MAX_MESSAGE_BYTES = 512 * MiB
+MAX_DIMS = 4
+MAX_DIM = 65536
+MAX_ELEMENTS = 2 ** 28
+MAX_ARRAYS = 32
+MAX_NAME_LENGTH = 128
+MAX_ID_LENGTH = 256
+
+#: Interval at which the server sends ``heartbeat`` replies for pending requests.
+HEARTBEAT_INTERVAL = 1.0
+#: Default silence after which a client considers the engine dead.
+HEARTBEAT_TIMEOUT = 10.0
+
+#: dtype name -> item size in bytes.  All multi-byte types are little-endian.
+DTYPES = {
+    "uint8": 1,
+    "uint16": 2,
+    "float32": 4,
+    "int64": 8,
+    "float64": 8,
+}
+# numpy's dtype.str spelling of the same types ("|" = no byte order, "<" = little-endian)
+_NUMPY_STR = {
+    "|u1": "uint8",
+    "<u2": "uint16",
+    "<f4": "float32",
+    "<i8": "int64",
+    "<f8": "float64",
+}
+# memoryview format characters (native byte order) for the same types
+_FORMAT_CHARS = {"B": "uint8", "H": "uint16", "f": "float32", "q": "int64", "d": "float64"}
+
+# ---------------------------------------------------------------------------
+# Operations, reply types and error codes
+# ---------------------------------------------------------------------------
+IMMEDIATE_OPS = ("hello", "classes", "status", "cancel")
+IMAGE_OPS = ("project", "swap", "blend", "edit")
+OPS = IMMEDIATE_OPS + IMAGE_OPS
+
+REPLY_TYPES = ("result", "error", "progress", "queued", "heartbeat")
+
+E_BAD_REQUEST = "bad_request"      # malformed header, params or frames
+E_BAD_VERSION = "bad_version"      # header "v" is not PROTOCOL_VERSION
+E_TOO_LARGE = "too_large"          # a size limit was exceeded
+E_UNKNOWN_OP = "unknown_op"        # "op" is not one of OPS
+E_BUSY = "busy"                    # job queue full
+E_LOADING = "loading"              # engine still loading its model (classes only)
+E_CANCELLED = "cancelled"          # request was cancelled
+E_ENGINE_ERROR = "engine_error"    # unexpected failure inside the engine
+E_MODEL_MISSING = "model_missing"  # requested model (weights) not installed
+E_BAD_INPUT = "bad_input"          # well-formed but unusable input (engine-side check)
+ERROR_CODES = (
+    E_BAD_REQUEST, E_BAD_VERSION, E_TOO_LARGE, E_UNKNOWN_OP, E_BUSY, E_LOADING,
+    E_CANCELLED, E_ENGINE_ERROR, E_MODEL_MISSING, E_BAD_INPUT,
+)
+
+LAYER_CHOICES = ("all", "first", "rest")
+
+
+class BridgeError(Exception):
+    """Base class of every error raised by the bridge package."""
+
+
+class ProtocolError(BridgeError):
+    """A message violates the protocol.  ``code`` is one of ERROR_CODES."""
+
+    def __init__(self, code: str, message: str, request_id: str | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        #: id of the offending request when it could be read (so an error reply can carry it)
+        self.request_id = request_id
+
+
+class Limits:
+    """Size limits enforced by :func:`decode_message` (and by the server)."""
+
+    __slots__ = (
+        "max_arrays",
+        "max_dim",
+        "max_dims",
+        "max_elements",
+        "max_header_bytes",
+        "max_message_bytes",
+    )
+
+    def __init__(self, max_header_bytes: int = MAX_HEADER_BYTES,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_dims: int = MAX_DIMS,
+                 max_dim: int = MAX_DIM, max_elements: int = MAX_ELEMENTS,
+                 max_arrays: int = MAX_ARRAYS):
+        self.max_header_bytes = int(max_header_bytes)
+        self.max_message_bytes = int(max_message_bytes)
+        self.max_dims = int(max_dims)
+        self.max_dim = int(max_dim)
+        self.max_elements = int(max_elements)
+        self.max_arrays = int(max_arrays)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return "Limits({})".format(", ".join("%s=%d" % kv for kv in self.as_dict().items()))
+
+
+DEFAULT_LIMITS = Limits()
+
+
+# ---------------------------------------------------------------------------
+# Arrays
+# ---------------------------------------------------------------------------
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _byte_view(data: Any) -> memoryview:
+    """A flat, C-ordered, unsigned-byte memoryview of ``data`` (copies only if not contiguous)."""
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes(order="C"))
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    return view
+
+
+def check_shape(dtype: Any, shape: Any, limits: Limits = DEFAULT_LIMITS,
+                name: str = "array") -> tuple[str, tuple[int, ...]]:
+    """Validate a dtype name and shape against ``limits``; returns (dtype, shape tuple)."""
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ProtocolError(E_BAD_REQUEST, "{}: dtype {!r} not supported (allowed: {})".format(name, dtype, ", ".join(DTYPES)))
+    if not isinstance(shape, (list, tuple)):
+        raise ProtocolError(E_BAD_REQUEST, f"{name}: shape must be a list of integers")
+    if len(shape) > limits.max_dims:
+        raise ProtocolError(E_TOO_LARGE, "%s: %d dimensions, at most %d allowed"
+                            % (name, len(shape), limits.max_dims))
+    count = 1
+    for dim in shape:
+        if not _is_int(dim) or dim < 0:
+            raise ProtocolError(E_BAD_REQUEST, f"{name}: shape {list(shape)!r} must hold non-negative integers")
+        if dim > limits.max_dim:
+            raise ProtocolError(E_TOO_LARGE, "%s: dimension %d exceeds %d" % (name, dim, limits.max_dim))
+        count *= dim
+    if count > limits.max_elements:
+        raise ProtocolError(E_TOO_LARGE, "%s: %d elements exceed %d" % (name, count, limits.max_elements))
+    return dtype, tuple(shape)
+
+
+class Array:
+    """A typed n-dimensional array carried as raw little-endian, C-ordered bytes.
+
+    ``data`` is a flat byte memoryview (zero-copy over whatever buffer it came from).
+    The engine turns it into numpy with
+    ``numpy.frombuffer(a.data, dtype="<" + ...).reshape(a.shape)`` (see engine/server.py).
+    """
+
+    __slots__ = ("data", "dtype", "shape")
+
+    def __init__(self, dtype: str, shape: Sequence[int], data: Any = None,
+                 limits: Limits = DEFAULT_LIMITS):
+        self.dtype, self.shape = check_shape(dtype, shape, limits)
+        if data is None:
+            data = bytearray(self.nbytes)
+        self.data = _byte_view(data)
+        if len(self.data) != self.nbytes:
+            raise ProtocolError(E_BAD_REQUEST, "array data has %d bytes, dtype %s shape %r needs %d"
+                                % (len(self.data), self.dtype, list(self.shape), self.nbytes))
+
+    @property
+    def itemsize(self) -> int:
+        return DTYPES[self.dtype]
+
+    @property
+    def size(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.itemsize
+
+    @classmethod
+    def from_buffer(cls, data: Any, dtype: str | None = None,
+                    shape: Sequence[int] | None = None) -> Array:
+        """Wrap ``data`` (bytes, bytearray, memoryview, array.array, numpy array...).
+
+        ``dtype`` and ``shape`` default to the object's own (``.dtype``/``.shape``
+        attributes or the memoryview's format and shape).  Zero-copy when contiguous.
+        """
+        if isinstance(data, Array):
+            return data if dtype is None and shape is None else cls(
+                dtype or data.dtype, shape if shape is not None else data.shape, data.data)
+        own_dtype, data = _duck_dtype(data)
+        if dtype is None:
+            dtype = own_dtype
+        if shape is None:
+            own_shape = getattr(data, "shape", None)
+            if own_shape is None:
+                own_shape = memoryview(data).shape
+            shape = tuple(int(d) for d in own_shape)
+        if dtype is None:
+            raise ProtocolError(E_BAD_REQUEST, f"cannot tell the dtype of {type(data).__name__}; pass dtype=")
+        return cls(dtype, shape, data)
+
+    def tobytes(self) -> bytes:
+        return self.data.tobytes()
+
+    def descriptor(self, name: str) -> dict[str, Any]:
+        return {"name": name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Array):
+            return NotImplemented
+        return (self.dtype == other.dtype and self.shape == other.shape
+                and self.data == other.data)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Array(dtype={self.dtype!r}, shape={self.shape!r})"
+
+
+def _duck_dtype(obj: Any) -> tuple[str | None, Any]:
+    """Return (protocol dtype name or None, object to read bytes from).
+
+    Understands numpy-like dtypes (``dtype.str`` such as ``'<f4'``) without
+    importing numpy; big-endian numpy arrays are converted with ``astype``.
+    """
+    dt = getattr(obj, "dtype", None)
+    if dt is None:
+        try:
+            fmt = memoryview(obj).format
+        except TypeError:
+            return None, obj
+        fmt = fmt.lstrip("@=<")
+        if sys.byteorder != "little" and fmt not in ("B",):
+            return None, obj
+        return _FORMAT_CHARS.get(fmt), obj
+    if isinstance(dt, str):
+        return dt, obj
+    dstr = getattr(dt, "str", None)
+    if isinstance(dstr, str):
+        if dstr in _NUMPY_STR:
+            return _NUMPY_STR[dstr], obj
+        if dstr.startswith(">") and ("<" + dstr[1:]) in _NUMPY_STR and hasattr(obj, "astype"):
+            return _NUMPY_STR["<" + dstr[1:]], obj.astype("<" + dstr[1:])
+        name = getattr(dt, "name", dstr)
+        raise ProtocolError(E_BAD_REQUEST, "dtype {} not supported (allowed: {})".format(name, ", ".join(DTYPES)))
+    return str(dt), obj
+
+
+def as_array(value: Any, name: str = "array") -> Array:
+    """Accept an Array, a numpy-like array or a ``(dtype, shape, buffer)`` tuple."""
+    if isinstance(value, Array):
+        return value
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[0], str):
+        return Array(value[0], value[1], value[2])
+    try:
+        return Array.from_buffer(value)
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, f"{name}: {exc.message}") from None
+    except TypeError:
+        raise ProtocolError(E_BAD_REQUEST, f"{name}: {type(value).__name__} is not an array (needs dtype, shape and the "
+                            "buffer protocol)") from None
+
+
+# ---------------------------------------------------------------------------
+# Encoding / decoding
+# ---------------------------------------------------------------------------
+def _finite(value: Any) -> Any:
+    """Replace non-finite floats by None (JSON has no NaN/Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dump_json(header: Mapping[str, Any]) -> bytes:
+    try:
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(header), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+    except TypeError as exc:
+        raise ProtocolError(E_BAD_REQUEST, f"header is not JSON-serialisable: {exc}") from None
+    return text.encode("utf-8")
+
+
+def encode_message(header: Mapping[str, Any], arrays: Mapping[str, Any] | None = None,
+                   limits: Limits | None = None) -> list[Any]:
+    """Build the frames of one message.
+
+    ``header`` is copied; its ``"arrays"`` entry is generated from ``arrays``
+    (a mapping name -> Array, numpy-like array or ``(dtype, shape, buffer)``), and
+    ``"v"`` defaults to PROTOCOL_VERSION.  Returns ``[header_bytes, buffer, ...]``;
+    array buffers are zero-copy memoryviews when the source is C-contiguous.
+    """
+    limits = limits or DEFAULT_LIMITS
+    out = dict(header)
+    out.setdefault("v", PROTOCOL_VERSION)
+    out.setdefault("params", {})
+    descriptors = []
+    frames: list[Any] = [b""]
+    total = 0
+    for name, value in (arrays or {}).items():
+        if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
+            raise ProtocolError(E_BAD_REQUEST, "array names must be non-empty strings of at most %d "
+                                "characters" % MAX_NAME_LENGTH)
+        arr = as_array(value, name)
+        check_shape(arr.dtype, arr.shape, limits, name)
+        descriptors.append(arr.descriptor(name))
+        frames.append(arr.data)
+        total += arr.nbytes
+    if len(descriptors) > limits.max_arrays:
+        raise ProtocolError(E_TOO_LARGE, "%d arrays, at most %d allowed"
+                            % (len(descriptors), limits.max_arrays))
+    out["arrays"] = descriptors
+    frames[0] = _dump_json(out)
+    if len(frames[0]) > limits.max_header_bytes:
+        raise ProtocolError(E_TOO_LARGE, "header has %d bytes, at most %d allowed"
+                            % (len(frames[0]), limits.max_header_bytes))
+    if total + len(frames[0]) > limits.max_message_bytes:
+        raise ProtocolError(E_TOO_LARGE, "message has %d bytes, at most %d allowed"
+                            % (total + len(frames[0]), limits.max_message_bytes))
+    return frames
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_header(frame: Any, limits: Limits | None = None) -> dict[str, Any]:
+    """Parse and validate frame 0.  Raises ProtocolError (with request_id when readable)."""
+    limits = limits or DEFAULT_LIMITS
+    raw = _byte_view(frame)
+    if len(raw) > limits.max_header_bytes:
+        raise ProtocolError(E_TOO_LARGE, "header has %d bytes, at most %d allowed"
+                            % (len(raw), limits.max_header_bytes))
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(E_BAD_REQUEST, f"header is not UTF-8 JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(E_BAD_REQUEST, "header must be a JSON object")
+    rid = header.get("id")
+    if not isinstance(rid, str) or len(rid) > MAX_ID_LENGTH:
+        raise ProtocolError(E_BAD_REQUEST, "header 'id' must be a string of at most %d characters"
+                            % MAX_ID_LENGTH)
+    if header.get("v") != PROTOCOL_VERSION or isinstance(header.get("v"), bool):
+        raise ProtocolError(E_BAD_VERSION, "protocol version %r not supported; this side speaks v%d"
+                            % (header.get("v"), PROTOCOL_VERSION), rid)
+    params = header.get("params", {})
+    if not isinstance(params, dict):
+        raise ProtocolError(E_BAD_REQUEST, "'params' must be a JSON object", rid)
+    header["params"] = params
+    if "op" in header and not isinstance(header["op"], str):
+        raise ProtocolError(E_BAD_REQUEST, "'op' must be a string", rid)
+    if "type" in header and header["type"] not in REPLY_TYPES:
+        raise ProtocolError(E_BAD_REQUEST, "'type' must be one of {}".format(", ".join(REPLY_TYPES)), rid)
+    descriptors = header.get("arrays", [])
+    if not isinstance(descriptors, list):
+        raise ProtocolError(E_BAD_REQUEST, "'arrays' must be a list", rid)
+    if len(descriptors) > limits.max_arrays:
+        raise ProtocolError(E_TOO_LARGE, "%d arrays, at most %d allowed"
+                            % (len(descriptors), limits.max_arrays), rid)
+    seen = set()
+    for desc in descriptors:
+        if not isinstance(desc, dict):
+            raise ProtocolError(E_BAD_REQUEST, "array descriptors must be objects", rid)
+        name = desc.get("name")
+        if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
+            raise ProtocolError(E_BAD_REQUEST, "array 'name' must be a non-empty string of at most %d "
+                                "characters" % MAX_NAME_LENGTH, rid)
+        if name in seen:
+            raise ProtocolError(E_BAD_REQUEST, f"array name {name!r} used twice", rid)
+        seen.add(name)
+        try:
+            check_shape(desc.get("dtype"), desc.get("shape"), limits, name)
+        except ProtocolError as exc:
+            exc.request_id = rid
+            raise
+    header["arrays"] = descriptors
+    return header
+
+
+def decode_message(frames: Sequence[Any], limits: Limits | None = None
+                   ) -> tuple[dict[str, Any], dict[str, Array]]:
+    """Validate and split ``frames`` into (header, {name: Array}).  Zero-copy for the arrays."""
+    limits = limits or DEFAULT_LIMITS
+    if not frames:
+        raise ProtocolError(E_BAD_REQUEST, "empty message")
+    header = decode_header(frames[0], limits)
+    rid = header["id"]
+    descriptors = header["arrays"]
+    if len(frames) != len(descriptors) + 1:
+        raise ProtocolError(E_BAD_REQUEST, "header describes %d arrays but %d data frames follow"
+                            % (len(descriptors), len(frames) - 1), rid)
+    arrays: dict[str, Array] = {}
+    total = len(_byte_view(frames[0]))
+    for desc, frame in zip(descriptors, frames[1:]):
+        view = _byte_view(frame)
+        total += len(view)
+        if total > limits.max_message_bytes:
+            raise ProtocolError(E_TOO_LARGE, "message exceeds %d bytes" % limits.max_message_bytes, rid)
+        dtype, shape = desc["dtype"], tuple(desc["shape"])
+        need = DTYPES[dtype]
+        for dim in shape:
+            need *= dim
+        if len(view) != need:
+            raise ProtocolError(E_BAD_REQUEST, "array %r: frame has %d bytes, dtype %s shape %r needs %d"
+                                % (desc["name"], len(view), dtype, list(shape), need), rid)
+        arr = Array.__new__(Array)
+        arr.dtype, arr.shape, arr.data = dtype, shape, view
+        arrays[desc["name"]] = arr
+    return header, arrays
+
+
+def frames_size(frames: Sequence[Any]) -> int:
+    return sum(memoryview(f).nbytes for f in frames)
+
+
+# ---------------------------------------------------------------------------
+# Parameter validation of the operations (types and presence only: the
+# engine checks semantics and answers bad_input)
+# ---------------------------------------------------------------------------
+class _Checker:
+    def __init__(self, op: str):
+        self.op = op
+
+    def fail(self, message: str) -> None:
+        raise ProtocolError(E_BAD_REQUEST, f"{self.op}: {message}")
+
+    def get(self, params: Mapping[str, Any], key: str, kind: str, required: bool = False,
+            where: str = "") -> Any:
+        label = where + key
+        if key not in params:
+            if required:
+                self.fail(f"parameter {label!r} is required")
+            return None
+        value = params[key]
+        ok = {
+            "str": lambda v: isinstance(v, str),
+            "str?": lambda v: v is None or isinstance(v, str),
+            "int": _is_int,
+            "int?": lambda v: v is None or _is_int(v),
+            "bool": lambda v: isinstance(v, bool),
+            "number": _is_number,
+            "unit": lambda v: _is_number(v) and 0.0 <= v <= 1.0,
+            "class": lambda v: isinstance(v, str) or _is_int(v),
+            "class?": lambda v: v is None or isinstance(v, str) or _is_int(v),
+            "dict?": lambda v: v is None or isinstance(v, dict),
+        }[kind](value)
+        if not ok:
+            expect = {
+                "str": "a string", "str?": "a string or null", "int": "an integer",
+                "int?": "an integer or null", "bool": "true or false", "number": "a finite number",
+                "unit": "a number between 0 and 1", "class": "a class name or id",
+                "class?": "a class name, id or null", "dict?": "an object or null",
+            }[kind]
+            self.fail(f"parameter {label!r} must be {expect}, got {json.dumps(value)[:60]}")
+        return value
+
+    def steps(self, params: Mapping[str, Any], where: str = "") -> None:
+        steps = self.get(params, "steps", "int?", where=where)
+        if steps is not None and not 0 <= steps <= 100000:
+            self.fail(f"parameter {where!r}steps must be between 0 and 100000")
+
+    def layers(self, params: Mapping[str, Any], required: bool, where: str = "") -> None:
+        if "layers" not in params:
+            if required:
+                self.fail("parameter %r is required" % (where + "layers"))
+            return
+        layers = params["layers"]
+        if layers in LAYER_CHOICES:
+            return
+        if (isinstance(layers, list) and len(layers) <= 64
+                and all(_is_int(v) and 0 <= v < 1024 for v in layers)):
+            return
+        self.fail("parameter %r must be \"all\", \"first\", \"rest\" or a list of layer indices"
+                  % (where + "layers"))
+
+    def image(self, arrays: Mapping[str, Array], name: str, required: bool = True) -> Array | None:
+        arr = arrays.get(name)
+        if arr is None:
+            if required:
+                self.fail(f"array {name!r} is required")
+            return None
+        if len(arr.shape) != 3 or not 1 <= arr.shape[2] <= 4 or arr.shape[0] < 1 or arr.shape[1] < 1:
+            self.fail(f"array {name!r} must have shape [H, W, C] with C in 1..4, got {list(arr.shape)!r}")
+        if arr.dtype not in ("uint8", "uint16", "float32"):
+            self.fail(f"array {name!r} must be uint8, uint16 or float32, got {arr.dtype}")
+        return arr
+
+    def mask(self, arrays: Mapping[str, Array], name: str, like: Array | None,
+             required: bool = True) -> None:
+        arr = arrays.get(name)
+        if arr is None:
+            if required:
+                self.fail(f"array {name!r} is required")
+            return
+        if len(arr.shape) != 2:
+            self.fail(f"mask {name!r} must have shape [H, W], got {list(arr.shape)!r}")
+        if arr.dtype not in ("uint8", "float32"):
+            self.fail(f"mask {name!r} must be uint8 or float32, got {arr.dtype}")
+        if like is not None and tuple(arr.shape) != tuple(like.shape[:2]):
+            self.fail("mask %r has shape %r but its image is %dx%d"
+                      % (name, list(arr.shape), like.shape[0], like.shape[1]))
+
+    def swap(self, params: Mapping[str, Any], arrays: Mapping[str, Array], image: Array | None,
+             used: set, where: str = "", nested: bool = False) -> None:
+        self.get(params, "target", "class", required=True, where=where)
+        self.get(params, "strength", "unit", required=True, where=where)
+        self.layers(params, required=True, where=where)
+        self.get(params, "source_class", "class?", where=where)
+        self.get(params, "poisson", "bool", required=not nested, where=where)
+        self.steps(params, where)
+        labels = params.get("labels")
+        if labels is None:
+            return
+        if not isinstance(labels, list) or len(labels) > 16:
+            self.fail("parameter %r must be a list of at most 16 objects" % (where + "labels"))
+        for i, label in enumerate(labels):
+            lw = "%slabels[%d]." % (where, i)
+            if not isinstance(label, dict):
+                self.fail(f"{lw[:-1]} must be an object")
+            self.get(label, "class", "class", required=True, where=lw)
+            self.get(label, "strength", "unit", required=True, where=lw)
+            mask = self.get(label, "mask", "str", required=True, where=lw)
+            self.mask(arrays, mask, image)
+            used.add(mask)
+
+    def blend(self, params: Mapping[str, Any], arrays: Mapping[str, Array], where: str = "",
+              nested: bool = False) -> None:
+        self.get(params, "strength", "unit", required=True, where=where)
+        self.layers(params, required=True, where=where)
+        shift = params.get("shift")
+        if not (isinstance(shift, list) and len(shift) == 2 and all(_is_int(v) for v in shift)
+                and all(abs(v) <= MAX_DIM for v in shift)):
+            self.fail("parameter %r must be [dx, dy] integers" % (where + "shift"))
+        self.get(params, "poisson", "bool", required=not nested, where=where)
+        self.get(params, "source_class", "class?", where=where)
+        self.get(params, "reference_class", "class?", where=where)
+        self.steps(params, where)
+        ref = self.image(arrays, "reference")
+        self.mask(arrays, "reference_mask", ref, required=False)
+
+
+def validate_request(op: str, params: Mapping[str, Any], arrays: Mapping[str, Array]) -> None:
+    """Check presence and types of an operation's params and arrays.
+
+    Raises ProtocolError(E_UNKNOWN_OP / E_BAD_REQUEST).  Unknown params are
+    allowed (passed to the engine); unknown arrays are not.
+    """
+    if op not in OPS:
+        raise ProtocolError(E_UNKNOWN_OP, "unknown op {!r} (known: {})".format(op, ", ".join(OPS)))
+    c = _Checker(op)
+    used = set()
+    if op == "hello" or op == "status":
+        pass
+    elif op == "classes":
+        c.get(params, "model", "str?")
+        c.get(params, "search", "str?")
+    elif op == "cancel":
+        c.get(params, "id", "str", required=True)
+    else:
+        c.get(params, "model", "str?")
+        image = c.image(arrays, "image")
+        used.add("image")
+        if op == "project":
+            c.get(params, "class", "class?")
+            c.steps(params)
+            region = params.get("region")
+            if region is not None and not (
+                    isinstance(region, list) and len(region) == 4 and all(_is_int(v) for v in region)
+                    and region[2] > 0 and region[3] > 0):
+                c.fail("parameter 'region' must be [x, y, w, h] integers with w, h > 0")
+        elif op == "swap":
+            c.mask(arrays, "mask", image)
+            used.add("mask")
+            c.swap(params, arrays, image, used)
+        elif op == "blend":
+            c.mask(arrays, "mask", image)
+            used.update(("mask", "reference", "reference_mask"))
+            c.blend(params, arrays)
+        elif op == "edit":
+            c.mask(arrays, "mask", image)
+            used.add("mask")
+            c.get(params, "source_class", "class?")
+            c.steps(params)
+            c.get(params, "poisson", "bool", required=True)
+            c.get(params, "cache_key", "str?")
+            c.get(params, "return_recon", "bool")
+            swap = c.get(params, "swap", "dict?")
+            blend = c.get(params, "blend", "dict?")
+            if swap is not None:
+                c.swap(swap, arrays, image, used, where="swap.", nested=True)
+            if blend is not None:
+                used.update(("reference", "reference_mask"))
+                c.blend(blend, arrays, where="blend.", nested=True)
+    extra = sorted(set(arrays) - used)
+    if extra:
+        c.fail("unexpected array(s) {}".format(", ".join(repr(n) for n in extra)))
