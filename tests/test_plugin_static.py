@@ -1,0 +1,202 @@
+"""The GIMP plug-in and the bridge: Python 3.9 syntax, no heavy imports, plain helper modules work without
+GIMP, and the installed plug-in file is executable."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "gimp_plugin" / "neural_collage"
+BRIDGE = ROOT / "bridge"
+FORBIDDEN = {"numpy", "torch", "cv2", "PIL", "engine", "scipy", "skimage", "platformdirs", "tqdm"}
+
+sys.path.insert(0, str(PLUGIN))
+import nc_pixels as px
+import nc_settings
+
+
+def sources():
+    files = sorted(PLUGIN.glob("*.py")) + sorted(BRIDGE.glob("*.py"))
+    assert (PLUGIN / "neural_collage.py") in files
+    return files
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_parses_as_python_39(path):
+    ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 9))
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_heavy_imports(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        for name in names:
+            assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
+
+
+def test_plugin_shape():
+    """The things GIMP needs to list the plug-in: shebang, Gimp.main, the four procedure names, menu path."""
+    text = (PLUGIN / "neural_collage.py").read_text(encoding="utf-8")
+    assert text.startswith("#!/usr/bin/env python3\n")
+    assert "Gimp.main(NeuralCollage.__gtype__, sys.argv)" in text
+    for name in ("python-fu-neural-collage-label-swap", "python-fu-neural-collage-feature-transplant",
+                 "python-fu-neural-collage-project", "python-fu-neural-collage-settings"):
+        assert f'"{name}"' in text
+    assert '"<Image>/Filters/Neural Collage"' in text
+    # one undo group, context pushed and popped around the only change to the image
+    assert text.count("image.undo_group_start()") == 1 and text.count("image.undo_group_end()") == 1
+    assert text.count("Gimp.context_push()") == 1 and text.count("Gimp.context_pop()") == 1
+    fn = text[text.index("def insert_result"):text.index("def run_edit")]
+    assert fn.index("undo_group_start") < fn.index("insert_layer") < fn.index("finally:") < fn.index(
+        "undo_group_end")
+    assert "image.remove_layer(new)" in fn
+
+
+def test_plugin_imports_no_heavy_modules_at_runtime(tmp_path):
+    """Import the helper modules in a fresh interpreter and check nothing heavy came along."""
+    code = (f"import sys; sys.path.insert(0, {str(PLUGIN)!r}); sys.path.insert(0, {str(ROOT)!r}); "
+            "import nc_pixels, nc_settings; import bridge.protocol; "
+            f"bad = sorted(m for m in {sorted(FORBIDDEN)!r} if m in sys.modules); print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_installed_plugin_is_executable(tmp_path):
+    if not (BRIDGE / "client.py").exists():
+        pytest.skip("bridge/client.py not written yet")
+    env = dict(os.environ, HOME=str(tmp_path / "home"))
+    env.pop("GIMP3_DIRECTORY", None)
+    prof = tmp_path / "profile"
+    subprocess.run([sys.executable, str(ROOT / "install.py"), "--no-venv", "--gimp-dir", str(prof)],
+                   check=True, env=env, capture_output=True)
+    main = prof / "plug-ins" / "neural_collage" / "neural_collage.py"
+    assert main.stat().st_mode & stat.S_IXUSR
+    assert (prof / "plug-ins" / "neural_collage" / "bridge" / "client.py").is_file()
+    assert (prof / "plug-ins" / "neural_collage" / "nc_pixels.py").is_file()
+
+
+# ---- nc_pixels -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,key", [
+    ("GIMP_PRECISION_U8_NON_LINEAR", "u8"), ("GIMP_PRECISION_U8_LINEAR", "u8"),
+    ("GIMP_PRECISION_U16_PERCEPTUAL", "u16"), ("GIMP_PRECISION_U32_LINEAR", "float"),
+    ("GIMP_PRECISION_HALF_LINEAR", "float"), ("GIMP_PRECISION_FLOAT_NON_LINEAR", "float"),
+    ("GIMP_PRECISION_DOUBLE_LINEAR", "float"), ("u16-non-linear", "u16"),
+])
+def test_precision_key(name, key):
+    assert px.precision_key(name) == key
+
+
+def test_pixel_formats():
+    f = px.PixelFormat(gray=False, alpha=True, key="u16")
+    assert (f.babl, f.channels, f.dtype, f.bpp) == ("R'G'B'A u16", 4, "uint16", 8)
+    f = px.PixelFormat(gray=True, alpha=False, key="float")
+    assert (f.babl, f.channels, f.dtype, f.bpp) == ("Y' float", 1, "float32", 4)
+    assert px.PixelFormat(True, True, "u8").babl == "Y'A u8"
+    assert px.babl_for_array("uint8", 3) == "R'G'B' u8"
+    assert px.babl_for_array("float32", 2) == "Y'A float"
+    with pytest.raises(ValueError):
+        px.babl_for_array("int64", 3)
+
+
+def test_boxes():
+    assert px.grow((10, 20, 100, 40), 0.25) == (-15, 10, 150, 60)
+    assert px.grow((0, 0, 3, 3), 0.25) == (-1, -1, 5, 5)  # rounds outwards
+    assert px.intersect((0, 0, 10, 10), (5, 5, 10, 10)) == (5, 5, 5, 5)
+    assert px.intersect((0, 0, 10, 10), (10, 0, 5, 5)) is None
+    assert px.union((0, 0, 2, 2), (5, 5, 1, 1)) == (0, 0, 6, 6)
+    # selection 100x80 at (30, 20) on a 200x150 layer at offset (0, 0): grown 25 % then clipped
+    assert px.crop_box((30, 20, 100, 80), (0, 0, 200, 150), 0.25) == (5, 0, 150, 120)
+    # a layer with offsets: the crop stays inside the layer's extent
+    assert px.crop_box((30, 20, 100, 80), (50, 10, 60, 60), 0.25) == (50, 10, 60, 60)
+    assert px.crop_box((0, 0, 10, 10), (50, 50, 10, 10), 0.25) is None
+    assert px.to_layer((55, 12, 4, 4), (50, 10)) == (5, 2, 4, 4)
+    assert px.centre((10, 20, 5, 4)) == (12.5, 22.0)
+
+
+def test_masks():
+    m = px.paste_mask(6, 4, (1, 1, 3, 2))
+    assert m == bytes([0] * 6 + [0, 255, 255, 255, 0, 0] * 2 + [0] * 6)
+    assert px.mask_bbox(m, 6, 4) == (1, 1, 3, 2)
+    assert px.mask_bbox(bytes(24), 6, 4) is None
+    assert px.mask_bbox(px.full_mask(6, 4), 6, 4) == (0, 0, 6, 4)
+    assert px.paste_mask(4, 4, (-2, -2, 3, 3)) == bytes([255, 0, 0, 0] + [0] * 12)
+    assert px.multiply_masks(bytes([255, 128, 0]), bytes([255, 255, 9])) == bytes([255, 128, 0])
+    with pytest.raises(ValueError):
+        px.mask_bbox(bytes(5), 2, 2)
+
+
+def test_label_channel_names():
+    assert px.label_class("label: tiger") == "tiger"
+    assert px.label_class("Label:tabby cat ") == "tabby cat"
+    assert px.label_class("LABEL :  12") == "12"
+    assert px.label_class("labels: x") is None
+    assert px.label_class("Selection Mask copy") is None
+    assert px.label_class("label:") is None
+
+
+def test_crop_digest_is_stable():
+    assert px.crop_digest(b"abc", 1) == px.crop_digest(b"abc", 1)
+    assert px.crop_digest(b"abc", 1) != px.crop_digest(b"abd", 1)
+
+
+# ---- nc_settings ---------------------------------------------------------------------------------------
+
+def test_settings_defaults_and_roundtrip(tmp_path):
+    path = str(tmp_path / "s.json")
+    s, warn = nc_settings.load(path)
+    assert warn is None and s == nc_settings.defaults()
+    assert s["address"].startswith("tcp://127.0.0.1:")
+    s.update(address="tcp://127.0.0.1:6000", auto_start="yes",
+             engine_command="/opt/venv/bin/python -m engine.cli serve", model="default")
+    nc_settings.save(s, path)
+    back, warn = nc_settings.load(path)
+    assert warn is None
+    assert back["auto_start"] is True
+    assert back["engine_command"] == ["/opt/venv/bin/python", "-m", "engine.cli", "serve"]
+    assert nc_settings.engine_argv(back) == ["/opt/venv/bin/python", "-m", "engine.cli", "serve", "--bind",
+                                             "tcp://127.0.0.1:6000", "--model", "default"]
+    assert json.loads(Path(path).read_text())["address"] == "tcp://127.0.0.1:6000"
+
+
+def test_settings_bad_file_gives_defaults_and_warning(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("{not json")
+    s, warn = nc_settings.load(str(path))
+    assert s == nc_settings.defaults() and "could not read" in warn
+    path.write_text(json.dumps({"address": "localhost", "timeout": 5}))
+    s, warn = nc_settings.load(str(path))
+    assert s == nc_settings.defaults() and "tcp://" in warn
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError):
+        nc_settings.validate({"timeout": -1})
+    with pytest.raises(ValueError):
+        nc_settings.validate({"auto_start": "maybe"})
+    with pytest.raises(ValueError):
+        nc_settings.validate({"steps": "many"})
+    v = nc_settings.validate({"future_key": 1, "address": ""})
+    assert v["future_key"] == 1 and v["address"] == nc_settings.default_address()
+    assert nc_settings.engine_argv(v) == []
+    assert nc_settings.parse_command(nc_settings.format_command(["/a b/python", "-m", "x"])) == [
+        "/a b/python", "-m", "x"]
+
+
+def test_settings_path_env(tmp_path, monkeypatch):
+    monkeypatch.setenv(nc_settings.ENV_PATH, str(tmp_path / "x.json"))
+    assert nc_settings.settings_path() == str(tmp_path / "x.json")
+    monkeypatch.delenv(nc_settings.ENV_PATH)
+    assert nc_settings.settings_path("/p") == os.path.join("/p", nc_settings.FILE_NAME)
