@@ -200,3 +200,27 @@ def test_settings_path_env(tmp_path, monkeypatch):
     assert nc_settings.settings_path() == str(tmp_path / "x.json")
     monkeypatch.delenv(nc_settings.ENV_PATH)
     assert nc_settings.settings_path("/p") == os.path.join("/p", nc_settings.FILE_NAME)
+
+
+def test_mask_rects_cover_exactly_the_nonzero_pixels():
+    w, h = 7, 5
+    rows = [
+        [0, 0, 0, 0, 0, 0, 0],
+        [0, 9, 9, 0, 0, 5, 0],
+        [0, 9, 9, 0, 0, 5, 5],
+        [1, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0],
+    ]
+    mask = bytes(v for r in rows for v in r)
+    rects = px.mask_rects(mask, w, h)
+    covered = set()
+    for x, y, rw, rh in rects:
+        for yy in range(y, y + rh):
+            for xx in range(x, x + rw):
+                assert (xx, yy) not in covered
+                covered.add((xx, yy))
+    assert covered == {(x, y) for y in range(h) for x in range(w) if rows[y][x]}
+    assert (1, 1, 2, 2) in rects  # identical runs of consecutive rows merge
+    assert px.mask_rects(px.full_mask(w, h), w, h) == [(0, 0, w, h)]
+    assert px.mask_rects(bytes(w * h), w, h) == []
+    assert px.max_masks(bytes([1, 200, 0]), bytes([3, 100, 0])) == bytes([3, 200, 0])

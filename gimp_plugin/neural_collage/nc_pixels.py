@@ -158,6 +158,40 @@ def paste_mask(width: int, height: int, inner: tuple, value: int = 255) -> bytes
     return bytes(out)
 
 
+def max_masks(a: bytes, b: bytes) -> bytes:
+    """Pixel-wise maximum (union) of two u8 masks."""
+    if len(a) != len(b):
+        raise ValueError("masks differ in size")
+    return bytes(map(max, a, b))
+
+
+_RUN = re.compile(rb"[^\x00]+")
+
+
+def mask_rects(mask: bytes, width: int, height: int) -> list:
+    """Rectangles (x, y, w, h) covering exactly the non-zero pixels of a u8 mask: runs of each row, with
+    consecutive rows of identical runs merged (a full mask gives one rectangle)."""
+    if len(mask) != width * height:
+        raise ValueError(f"mask has {len(mask)} bytes, expected {width * height}")
+    rects = []
+    open_rects = {}  # (x0, x1) -> index in rects, for runs continuing from the previous row
+    for y in range(height):
+        row = mask[y * width:(y + 1) * width]
+        spans = [(m.start(), m.end()) for m in _RUN.finditer(row)]
+        still_open = {}
+        for span in spans:
+            i = open_rects.get(span)
+            if i is not None:
+                x, y0, w, h = rects[i]
+                rects[i] = (x, y0, w, h + 1)
+            else:
+                i = len(rects)
+                rects.append((span[0], y, span[1] - span[0], 1))
+            still_open[span] = i
+        open_rects = still_open
+    return rects
+
+
 def multiply_masks(a: bytes, b: bytes) -> bytes:
     """Pixel-wise product of two u8 masks (255 * 255 -> 255)."""
     if len(a) != len(b):

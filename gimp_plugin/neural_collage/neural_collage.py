@@ -285,6 +285,7 @@ class Job:
         self.lbox = layer_box(layer)
         self.notes = []
         self.box = None
+        self.write_mask = None
 
     def set_box(self, region):
         box = px.crop_box(region, self.lbox, self.settings["margin"])
@@ -302,6 +303,7 @@ class Job:
     def mask_array(self, engine, data):
         if not data.strip(b"\x00"):
             raise UserError(f"The selection is empty over the layer '{self.layer.get_name()}'.")
+        self.write_mask = data
         return engine.array("uint8", (self.box[3], self.box[2]), data)
 
     def cache_key(self, model):
@@ -371,6 +373,7 @@ def build_swap(job, engine, config):
             continue
         name = f"label{i}"
         arrays[name] = engine.array("uint8", (job.box[3], job.box[2]), data)
+        job.write_mask = px.max_masks(job.write_mask, data)
         labels.append({"class": class_param(cls), "strength": strength, "mask": name})
     if target is None:
         if not labels:
@@ -463,18 +466,26 @@ def build_project(job, engine, config):
     return params, arrays, {}
 
 
-def insert_result(image, layer, box, arr, name):
-    """Insert ``arr`` as a new layer right above ``layer`` at the image position of ``box``, inside one undo
-    group. Anything added is removed again if a step fails."""
+def insert_result(image, layer, box, arr, name, write_mask=None):
+    """Insert a new layer right above ``layer`` at the image position of ``box``, inside one undo group.
+
+    With ``write_mask`` (u8 over the box) the new layer starts as an exact copy of ``layer`` under the box
+    (a GEGL buffer copy: no colour conversion, so every pixel outside the mask is bit-identical in any
+    precision) and ``arr`` is written only where the mask is non-zero. Without it ``arr`` fills the layer
+    (the projection). Anything added is removed again if a step fails."""
     h, w = int(arr.shape[0]), int(arr.shape[1])
     channels = int(arr.shape[2]) if len(arr.shape) == 3 else 1
     babl = px.babl_for_array(arr.dtype, channels)
-    alpha = channels in (2, 4)
+    bpp = channels * {"uint8": 1, "uint16": 2, "float32": 4}[arr.dtype]
+    if write_mask is not None:
+        alpha = layer.has_alpha()
+    else:
+        alpha = channels in (2, 4)
     if image.get_base_type() == Gimp.ImageBaseType.GRAY:
         itype = Gimp.ImageType.GRAYA_IMAGE if alpha else Gimp.ImageType.GRAY_IMAGE
     else:
         itype = Gimp.ImageType.RGBA_IMAGE if alpha else Gimp.ImageType.RGB_IMAGE
-    data = arr.data if isinstance(arr.data, (bytes, bytearray)) else bytes(arr.data)
+    data = bytes(arr.data)
     Gimp.context_push()
     image.undo_group_start()
     new = None
@@ -483,7 +494,20 @@ def insert_result(image, layer, box, arr, name):
         image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
         new.set_offsets(int(box[0]), int(box[1]))
         buf = new.get_buffer()
-        buf.set(_rect((0, 0, w, h)), babl, data)
+        if write_mask is None:
+            buf.set(_rect((0, 0, w, h)), babl, data)
+        else:
+            _ok, ox, oy = layer.get_offsets()
+            layer.get_buffer().copy(_rect(px.to_layer(box, (ox, oy))), Gegl.AbyssPolicy.NONE, buf,
+                                    _rect((0, 0, w, h)))
+            stride = w * bpp
+            for x, y, rw, rh in px.mask_rects(write_mask, w, h):
+                if rh == 1:
+                    chunk = data[y * stride + x * bpp:y * stride + (x + rw) * bpp]
+                else:
+                    chunk = b"".join(data[(y + r) * stride + x * bpp:(y + r) * stride + (x + rw) * bpp]
+                                     for r in range(rh))
+                buf.set(_rect((x, y, rw, rh)), babl, chunk)
         buf.flush()
         new.update(0, 0, w, h)
     except Exception:
@@ -547,7 +571,8 @@ def run_edit(kind, procedure, run_mode, image, drawables, config):
         if tuple(out.shape[:2]) != (job.box[3], job.box[2]) and kind != "project":
             raise UserError(f"The engine answered with a {out.shape[1]}x{out.shape[0]} image for a "
                             f"{job.box[2]}x{job.box[3]} crop.")
-        new = insert_result(image, layer, job.box, out, name)
+        new = insert_result(image, layer, job.box, out, name,
+                            None if kind == "project" else job.write_mask)
         Gimp.displays_flush()
         message = (f"{title}: new layer '{name}' ({int(out.shape[1])}x{int(out.shape[0])} at "
                    f"{job.box[0]},{job.box[1]}).")

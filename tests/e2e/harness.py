@@ -1,0 +1,266 @@
+"""Plumbing of the GIMP end-to-end tests: where GIMP runs (host or Debian 13 chroot), the engine (stand-in or
+real), installing the plug-in into a throwaway profile, and running a batch script that reports JSON lines.
+
+Environment:
+  NC_GIMP_ROOT          chroot with GIMP 3 (default /var/cache/neural-collage/gimp3-root); built with
+                        tests/e2e/make_gimp_root.sh when missing (needs root + debootstrap)
+  NC_E2E_GIMP=host|chroot|auto   force where GIMP runs (auto: host gimp-console-3.0 if on PATH, else chroot)
+  NC_E2E_ENGINE=fake|real|auto   stand-in engine (tests/e2e/fake_engine.py) or the real one
+                        (python3 -m engine.cli serve --model default); auto = real when engine/api.py and
+                        engine/cli.py exist, else fake
+  NC_E2E_SAVE_DOCS=1    write before/after PNGs to docs/gimp/
+  NC_E2E_GIMP_TIMEOUT   seconds for the whole GIMP batch run (default 300)
+  CI=true               a missing GIMP fails the tests instead of skipping them
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+DEFAULT_ROOT = "/var/cache/neural-collage/gimp3-root"
+sys.path.insert(0, str(REPO))
+
+
+class GimpUnavailable(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# GIMP
+# ---------------------------------------------------------------------------------------------------------
+
+class Gimp:
+    """GIMP 3 on the host or in a chroot. Paths handed to GIMP are translated with ``inside``."""
+
+    def __init__(self, root: str | None):
+        self.root = root  # None: host
+
+    @property
+    def where(self) -> str:
+        return "chroot %s" % self.root if self.root else "host"
+
+    def inside(self, path) -> str:
+        path = os.path.abspath(str(path))
+        if not self.root:
+            return path
+        root = os.path.abspath(self.root)
+        if not path.startswith(root + os.sep):
+            raise ValueError("%s is not inside the chroot %s" % (path, root))
+        return path[len(root):]
+
+    def mkwork(self, prefix="nc-e2e-") -> Path:
+        base = os.path.join(self.root, "tmp") if self.root else None
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+        os.chmod(path, 0o755)
+        return path
+
+    def command(self, profile: Path, batch: str) -> list:
+        home = "/tmp" if self.root else str(profile.parent)
+        argv = ["env", "HOME=" + home, "GIMP3_DIRECTORY=" + self.inside(profile), "LANG=C.UTF-8",
+                "NO_AT_BRIDGE=1", "gimp-console-3.0", "-i", "-n", "-d", "--batch-interpreter=python-fu-eval",
+                "-b", batch, "--quit"]
+        return (["chroot", self.root] + argv) if self.root else argv
+
+    def run_batch(self, profile: Path, batch: str, timeout: float, on_line=None) -> tuple:
+        """Run one batch command; ``on_line(line)`` sees stdout lines as they come. Returns (rc, stdout,
+        stderr). GIMP's exit code is not reliable: parse the output."""
+        proc = subprocess.Popen(self.command(profile, batch), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, errors="replace", start_new_session=True)
+        err_lines = []
+        t = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
+        t.start()
+        out_lines = []
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            for line in proc.stdout:
+                out_lines.append(line)
+                if on_line is not None:
+                    on_line(line.rstrip("\n"))
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+        t.join(5)
+        return rc, "".join(out_lines), "".join(err_lines)
+
+
+def _chroot_ready(root: str) -> bool:
+    return os.path.isfile(os.path.join(root, "usr", "bin", "gimp-console-3.0"))
+
+
+def find_gimp(build: bool = True) -> Gimp:
+    """The GIMP to test with; raises GimpUnavailable with the reason."""
+    mode = os.environ.get("NC_E2E_GIMP", "auto")
+    if mode in ("auto", "host") and shutil.which("gimp-console-3.0"):
+        return Gimp(None)
+    if mode == "host":
+        raise GimpUnavailable("NC_E2E_GIMP=host but gimp-console-3.0 is not on PATH")
+    root = os.environ.get("NC_GIMP_ROOT", DEFAULT_ROOT)
+    if _chroot_ready(root):
+        if os.geteuid() != 0:
+            raise GimpUnavailable("the GIMP chroot %s needs root to enter" % root)
+        return Gimp(root)
+    if not build:
+        raise GimpUnavailable("no GIMP 3: gimp-console-3.0 not on PATH and no chroot at %s" % root)
+    if os.geteuid() != 0 or not shutil.which("debootstrap"):
+        raise GimpUnavailable("no GIMP 3 (not on PATH, no chroot at %s) and cannot build one here (needs "
+                              "root and debootstrap): run tests/e2e/make_gimp_root.sh" % root)
+    res = subprocess.run(["sh", str(HERE / "make_gimp_root.sh")], env=dict(os.environ, NC_GIMP_ROOT=root),
+                         capture_output=True, text=True)
+    if res.returncode != 0 or not _chroot_ready(root):
+        raise GimpUnavailable("building the GIMP chroot failed (rc %s): %s" % (
+            res.returncode, (res.stderr or res.stdout)[-2000:]))
+    return Gimp(root)
+
+
+def install_plugin(profile: Path, address: str) -> str:
+    res = subprocess.run([sys.executable, str(REPO / "install.py"), "--no-venv", "--gimp-dir", str(profile),
+                          "--address", address, "--no-auto-start"], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError("install.py failed: %s %s" % (res.stdout, res.stderr))
+    return res.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------
+# engine
+# ---------------------------------------------------------------------------------------------------------
+
+def engine_kind() -> str:
+    kind = os.environ.get("NC_E2E_ENGINE", "auto")
+    if kind == "auto":
+        real = (REPO / "engine" / "api.py").is_file() and (REPO / "engine" / "cli.py").is_file()
+        return "real" if real else "fake"
+    if kind not in ("fake", "real"):
+        raise ValueError("NC_E2E_ENGINE must be fake, real or auto")
+    return kind
+
+
+class Engine:
+    def __init__(self, kind: str, address: str, log_dir: Path):
+        self.kind = kind
+        self.address = address
+        self.request_log = log_dir / "engine_requests.jsonl"
+        self.output = log_dir / "engine_output.log"
+        self.proc = None
+
+    def start(self, timeout: float = 180.0) -> None:
+        if self.kind == "fake":
+            argv = [sys.executable, str(HERE / "fake_engine.py"), "--bind", self.address, "--log",
+                    str(self.request_log)]
+        else:
+            argv = [sys.executable, "-m", "engine.cli", "serve", "--model", os.environ.get("NC_E2E_MODEL",
+                                                                                           "default"),
+                    "--bind", self.address]
+        out = open(self.output, "ab")
+        self.proc = subprocess.Popen(argv, cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        out.close()
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("the %s engine exited (%s): %s" % (self.kind, self.proc.returncode,
+                                                                   self.output.read_text()[-3000:]))
+            try:
+                info = self.hello(2.0)
+                if info.get("state", "ready") == "ready":
+                    return
+            except Exception as exc:  # noqa: BLE001 - still starting
+                last = exc
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the %s engine did not answer within %.0f s (%s): %s" % (
+            self.kind, timeout, last, self.output.read_text()[-3000:]))
+
+    def client(self, timeout=10.0):
+        from bridge.client import EngineClient
+
+        return EngineClient(self.address, timeout)
+
+    def hello(self, timeout=5.0) -> dict:
+        c = self.client(timeout)
+        try:
+            return c.hello()
+        finally:
+            c.close()
+
+    def classes(self) -> list:
+        c = self.client(30.0)
+        try:
+            return list(c.classes().get("classes") or [])
+        finally:
+            c.close()
+
+    def requests(self) -> list:
+        if not self.request_log.is_file():
+            return []
+        return [json.loads(line) for line in self.request_log.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# photos
+# ---------------------------------------------------------------------------------------------------------
+
+def write_photos(folder: Path) -> tuple:
+    """(photo, reference photo): real photographs (scikit-image's sample data) as PNG, else textures."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        from skimage import data
+
+        photo = data.chelsea()                                  # 300 x 451 cat
+        ref = np.ascontiguousarray(data.astronaut()[40:200, 150:350])  # 160 x 200 crop
+    except Exception:  # noqa: BLE001 - scikit-image missing: a deterministic texture instead
+        rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[0:300, 0:451]
+        base = np.stack([128 + 100 * np.sin(xx / 9.0), 128 + 100 * np.cos(yy / 7.0), (xx + yy) % 256], -1)
+        photo = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        ref = np.ascontiguousarray(photo[::-1, ::-1][:160, :200])
+    p1, p2 = folder / "photo.png", folder / "reference.png"
+    Image.fromarray(photo).save(p1)
+    Image.fromarray(ref).save(p2)
+    return p1, p2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# raw pixel files written by gimp_cases.py
+# ---------------------------------------------------------------------------------------------------------
+
+def read_raw(work: Path, name: str, fmt: str, w: int, h: int):
+    import numpy as np
+
+    model, kind = fmt.rsplit(" ", 1)
+    channels = {"Y": 1, "Y'": 1, "Y'A": 2, "YA": 2, "R'G'B'": 3, "R'G'B'A": 4}[model]
+    dtype = {"u8": "<u1", "u16": "<u2", "float": "<f4"}[kind]
+    a = np.frombuffer((work / name).read_bytes(), dtype=dtype)
+    return a.reshape(h, w, channels)
+
+
+def full_scale(fmt: str) -> float:
+    return {"u8": 255.0, "u16": 65535.0, "float": 1.0}[fmt.rsplit(" ", 1)[1]]

@@ -1,0 +1,396 @@
+"""End to end: install the plug-in into a throwaway GIMP 3 profile, start an engine, and drive every Neural
+Collage procedure through GIMP's PDB in one batch session (tests/e2e/gimp_cases.py), then check on the host:
+result layer size/offset/position, pixels outside the selection unchanged and inside changed, existing layers
+byte-identical with exactly one layer added, errors leave the image untouched, label channels reach the
+engine, 16-bit/float/gray/alpha images and layers with offsets work.
+
+    python3 -m pytest tests/e2e -q                  # stand-in engine unless engine/api.py exists
+    NC_E2E_ENGINE=fake python3 -m pytest tests/e2e  # force the stand-in
+    NC_E2E_SAVE_DOCS=1 ...                          # also write docs/gimp/*.png
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import harness
+
+sys.path.insert(0, str(harness.REPO / "gimp_plugin" / "neural_collage"))
+import nc_pixels as px  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+MARGIN = 0.25
+SEL = [150, 60, 120, 100]
+FEATHER = 10
+SWAP = "python-fu-neural-collage-label-swap"
+TRANSPLANT = "python-fu-neural-collage-feature-transplant"
+PROJECT = "python-fu-neural-collage-project"
+
+
+def build_cases(target: str, label: str) -> list:
+    swap = {"target-class": target, "strength": 1.0, "scope": "all"}
+    return [
+        {"name": "swap_u8", "setup": "basic", "proc": SWAP, "props": swap, "save_before": True},
+        {"name": "swap_labels", "setup": "labels", "proc": SWAP, "props": dict(swap, scope="local")},
+        {"name": "swap_u16", "setup": "basic", "setup_args": {"precision": "u16"}, "proc": SWAP,
+         "props": dict(swap, strength=0.8, scope="global")},
+        {"name": "swap_float_rgba", "setup": "basic", "setup_args": {"precision": "float", "alpha": True},
+         "proc": SWAP, "props": swap},
+        {"name": "swap_graya", "setup": "basic", "setup_args": {"gray": True, "alpha": True}, "proc": SWAP,
+         "props": swap},
+        {"name": "swap_offsets", "setup": "offsets", "proc": SWAP, "props": swap},
+        {"name": "swap_nosel", "setup": "basic", "setup_args": {"sel": False}, "proc": SWAP, "props": swap},
+        {"name": "transplant", "setup": "transplant", "proc": TRANSPLANT, "save_before": True,
+         "props": {"reference": "reference", "strength": 1.0, "scope": "all"}},
+        {"name": "transplant_nosel", "setup": "transplant", "setup_args": {"with_selection": False},
+         "proc": TRANSPLANT, "props": {"reference": "reference", "strength": 1.0, "scope": "all"}},
+        {"name": "project", "setup": "basic", "proc": PROJECT, "props": {}, "save_before": True},
+        {"name": "err_unknown_class", "setup": "basic", "proc": SWAP,
+         "props": dict(swap, **{"target-class": "zebra-unicorn-nonesuch"})},
+        {"name": "err_too_small", "setup": "basic", "proc": SWAP, "props": swap,
+         "setup_args": {"sel_box": [200, 100, 3, 3], "feather": 0}},
+        {"name": "_stop", "kind": "stop_engine"},
+        {"name": "err_engine_stopped", "setup": "basic", "proc": SWAP, "props": swap},
+        {"name": "settings", "kind": "settings",
+         "props": {"address": "tcp://127.0.0.1:1", "auto-start": False, "engine-command": "",
+                   "model": "", "timeout": 12.5}},
+    ]
+
+
+@pytest.fixture(scope="module")
+def run(gimp, tmp_path_factory):
+    t0 = time.time()
+    work = gimp.mkwork()
+    profile = work / "profile"
+    port = harness.free_port()
+    address = "tcp://127.0.0.1:%d" % port
+    harness.install_plugin(profile, address)
+    photo, ref = harness.write_photos(work)
+    engine = harness.Engine(harness.engine_kind(), address, work)
+    engine.start()
+    try:
+        classes = [c["name"] for c in engine.classes()]
+        assert len(classes) >= 3, classes
+        target, label = classes[1], classes[2]
+        cfg = {"work": gimp.inside(work), "photo": gimp.inside(photo), "reference_photo": gimp.inside(ref),
+               "sel": SEL, "feather": FEATHER, "label_box": [180, 80, 50, 40], "label_class": label,
+               "patch": [60, 30, 300, 200], "ref_offset": [250, 120], "feature": [60, 40, 80, 70],
+               "transplant_sel": [60, 60, 90, 80], "cases": build_cases(target, label)}
+        (work / "cfg.json").write_text(json.dumps(cfg))
+        shutil.copy(harness.HERE / "gimp_cases.py", work / "gimp_cases.py")
+        batch = 'NC_CFG = "{0}/cfg.json"; exec(open("{0}/gimp_cases.py").read())'.format(gimp.inside(work))
+
+        def on_line(line):
+            if line.strip() == "NC_STOP_ENGINE":
+                engine.stop()
+                (work / "engine_stopped").write_text("1")
+
+        timeout = float(os.environ.get("NC_E2E_GIMP_TIMEOUT", "300"))
+        rc, out, err = gimp.run_batch(profile, batch, timeout, on_line)
+    finally:
+        engine.stop()
+    records = {}
+    for line in out.splitlines():
+        if line.startswith("NCJSON "):
+            rec = json.loads(line[len("NCJSON "):])
+            records[rec["case"]] = rec
+    if "NCDONE" not in out or len(records) < 5:
+        pytest.fail("GIMP batch run did not finish (rc %s).\nstdout:\n%s\nstderr (tail):\n%s" % (
+            rc, out[-4000:], err[-6000:]))
+    result = {"records": records, "work": work, "engine": engine, "profile": profile, "stderr": err,
+              "target": target, "label": label, "seconds": time.time() - t0, "requests": engine.requests()}
+    print("\nGIMP e2e (%s, %s engine): %.1f s" % (gimp.where, engine.kind, result["seconds"]))
+    yield result
+    if os.environ.get("NC_E2E_KEEP") != "1":
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------
+
+def rec(run, name):
+    r = run["records"].get(name)
+    assert r is not None, "case %s did not report (stderr tail: %s)" % (name, run["stderr"][-3000:])
+    assert "exception" not in r, r["exception"]
+    return r
+
+
+def assert_untouched(r):
+    assert r["after"] == r["before"], "the image changed although the procedure failed"
+
+
+def assert_one_layer_added(r):
+    before = {la["id"]: la for la in r["before"]["layers"]}
+    after = {la["id"]: la for la in r["after"]["layers"]}
+    assert len(after) == len(before) + 1
+    for lid, la in before.items():
+        assert after[lid] == la, "existing layer %s changed" % la["name"]
+    assert r["after"]["channels"] == r["before"]["channels"]
+    new = r["new"]
+    assert new["position"] == new["active_position"] - 1, "new layer is not right above the active one"
+
+
+def pixels(run, r):
+    n = r["new"]
+    work = run["work"]
+    new = harness.read_raw(work, n["raw"], n["fmt"], n["w"], n["h"]).astype(np.float64)
+    orig = harness.read_raw(work, n["orig_raw"], n["fmt"], n["w"], n["h"]).astype(np.float64)
+    sel = harness.read_raw(work, n["sel_raw"], "Y u8", n["w"], n["h"])[:, :, 0]
+    return new, orig, sel
+
+
+def expected_box(r, region=None):
+    a = r["active"]
+    region = region or r["selection"] or [a["x"], a["y"], a["w"], a["h"]]
+    return list(px.crop_box(tuple(region), (a["x"], a["y"], a["w"], a["h"]), MARGIN))
+
+
+def check_edit(run, r, inverted=True):
+    """Outside the selection: byte-identical; inside: changed (the stand-in inverts colour channels)."""
+    assert r["status"] == "success", r.get("values")
+    assert_one_layer_added(r)
+    new, orig, sel = pixels(run, r)
+    scale = harness.full_scale(r["new"]["fmt"])
+    outside, inside = sel == 0, sel == 255
+    assert outside.sum() > 100 and inside.sum() > 100
+    assert np.array_equal(new[outside], orig[outside]), "pixels outside the selection changed"
+    diff = np.abs(new[inside] - orig[inside])
+    colour = new.shape[2] - 1 if new.shape[2] in (2, 4) else new.shape[2]
+    if run["engine"].kind == "fake" and inverted:
+        assert np.allclose(new[inside][:, :colour], scale - orig[inside][:, :colour], atol=scale * 1e-3)
+        if new.shape[2] in (2, 4):
+            assert np.array_equal(new[inside][:, colour], orig[inside][:, colour]), "alpha changed"
+    else:
+        assert diff[:, :colour].mean() > 0.01 * scale, "pixels inside the selection did not change"
+    return new, orig, sel
+
+
+def edit_requests(run):
+    return [q for q in run["requests"] if q["op"] == "edit"]
+
+
+def save_docs(run, r, stem):
+    if os.environ.get("NC_E2E_SAVE_DOCS") != "1":
+        return
+    from PIL import Image
+
+    docs = harness.REPO / "docs" / "gimp"
+    docs.mkdir(parents=True, exist_ok=True)
+    a, n = r["active"], r["new"]
+    before = harness.read_raw(run["work"], r["before_raw"], r["before_fmt"], a["w"], a["h"]).copy()
+    after = before.copy()
+    new = harness.read_raw(run["work"], n["raw"], n["fmt"], n["w"], n["h"])
+    x, y = n["x"] - a["x"], n["y"] - a["y"]
+    after[y:y + n["h"], x:x + n["w"]] = new
+    Image.fromarray(before).save(docs / ("%s_before.png" % stem))
+    Image.fromarray(after).save(docs / ("%s_after.png" % stem))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------------------------------
+
+def test_label_swap_u8(run):
+    r = rec(run, "swap_u8")
+    assert r["precision"] == "u8" and r["new"]["fmt"] == "R'G'B' u8"
+    check_edit(run, r)
+    assert [r["new"]["x"], r["new"]["y"], r["new"]["w"], r["new"]["h"]] == expected_box(r)
+    assert r["selection"] == [140, 50, 140, 120]  # 120 x 100 ellipse feathered by 10
+    name = r["new"]["name"]
+    assert name.startswith("Label swap: ") and name.endswith("-> %s" % run["target"]), name
+    if run["engine"].kind == "fake":
+        assert name == "Label swap: tabby -> %s" % run["target"]
+    assert r["values"][0] == name  # the layer return value
+    assert "new layer" in r["values"][1]
+    save_docs(run, r, "label_swap")
+
+
+def test_request_carries_soft_mask_and_crop_only(run):
+    if run["engine"].kind != "fake":
+        pytest.skip("request log only with the stand-in engine")
+    q = edit_requests(run)[0]
+    r = rec(run, "swap_u8")
+    assert q["arrays"]["image"]["shape"] == [r["new"]["h"], r["new"]["w"], 3]
+    assert q["arrays"]["image"]["dtype"] == "uint8"
+    m = q["arrays"]["mask"]
+    # soft selection: more non-zero pixels than fully selected ones (sum / 255 < nonzero)
+    assert m["sum"] / 255.0 < m["nonzero"] - 50
+    assert q["params"]["swap"] == {"target": run["target"], "strength": 1.0, "layers": "all"}
+    assert q["params"]["poisson"] is True and q["params"]["blend"] is None
+    assert q["params"]["cache_key"].startswith("nc:")
+
+
+def test_label_channel_reaches_engine(run):
+    r = rec(run, "swap_labels")
+    check_edit(run, r)
+    assert r["label_channel"] == "label: %s" % run["label"]
+    assert run["label"] in r["new"]["name"]
+    if run["engine"].kind == "fake":
+        q = [q for q in edit_requests(run) if q["params"]["swap"] and q["params"]["swap"].get("labels")]
+        assert len(q) == 1
+        swap = q[0]["params"]["swap"]
+        assert swap["layers"] == "rest"  # scope local
+        assert swap["labels"] == [{"class": run["label"], "strength": 1.0, "mask": swap["labels"][0]["mask"]}]
+        arr = q[0]["arrays"][swap["labels"][0]["mask"]]
+        assert arr["dtype"] == "uint8" and arr["shape"] == q[0]["arrays"]["mask"]["shape"]
+        # the channel is a 50 x 40 ellipse: roughly pi/4 * 2000 pixels, read at full resolution
+        assert 1400 < arr["nonzero"] < 1700
+
+
+def test_label_swap_u16(run):
+    r = rec(run, "swap_u16")
+    assert r["new"]["fmt"] == "R'G'B' u16"
+    check_edit(run, r, inverted=False)
+    if run["engine"].kind == "fake":
+        new, orig, sel = pixels(run, r)
+        inside = sel == 255
+        # strength travels to the engine; the stand-in inverts regardless: 16-bit values are kept exactly
+        assert np.allclose(new[inside], 65535 - orig[inside], atol=1)
+        q = [q for q in edit_requests(run) if q["arrays"]["image"]["dtype"] == "uint16"][0]
+        assert q["params"]["swap"]["strength"] == pytest.approx(0.8)
+        assert q["params"]["swap"]["layers"] == "first"
+
+
+def test_label_swap_float_rgba(run):
+    r = rec(run, "swap_float_rgba")
+    assert r["precision"] == "float" and r["new"]["fmt"] == "R'G'B'A float"
+    check_edit(run, r)
+    if run["engine"].kind == "fake":
+        assert any(q["arrays"]["image"]["dtype"] == "float32" and q["arrays"]["image"]["shape"][2] == 4
+                   for q in edit_requests(run))
+
+
+def test_label_swap_gray_alpha(run):
+    r = rec(run, "swap_graya")
+    assert r["new"]["fmt"] == "Y'A u8"
+    check_edit(run, r)
+
+
+def test_layer_with_offsets(run):
+    r = rec(run, "swap_offsets")
+    a = r["active"]
+    assert (a["x"], a["y"], a["w"], a["h"]) == (67, 35, 300, 200)
+    check_edit(run, r)
+    box = [r["new"]["x"], r["new"]["y"], r["new"]["w"], r["new"]["h"]]
+    assert box == expected_box(r) == [105, 35, 210, 165]  # clipped to the layer at the top
+
+
+def test_no_selection_uses_whole_layer(run):
+    r = rec(run, "swap_nosel")
+    assert r["selection"] is None
+    assert r["status"] == "success"
+    assert_one_layer_added(r)
+    a, n = r["active"], r["new"]
+    assert (n["x"], n["y"], n["w"], n["h"]) == (a["x"], a["y"], a["w"], a["h"])
+    assert "No selection" in r["values"][1]
+    new, orig, _sel = pixels(run, r)
+    assert np.abs(new - orig).mean() > 10
+
+
+def test_feature_transplant(run):
+    r = rec(run, "transplant")
+    assert r["status"] == "success", r.get("values")
+    assert_one_layer_added(r)
+    assert r["new"]["name"] == "Feature transplant from reference"
+    sel = r["selection"]
+    n = r["new"]
+    refmask = harness.read_raw(run["work"], n["refmask_raw"], "Y u8", n["w"], n["h"])[:, :, 0]
+    fb = px.mask_bbox(refmask.tobytes(), n["w"], n["h"])
+    feat = (n["x"] + fb[0], n["y"] + fb[1], fb[2], fb[3])
+    # the crop covers the selection and the reference's feature region, each grown by the margin
+    want = px.intersect(px.union(px.grow(tuple(sel), MARGIN), px.grow(feat, MARGIN)),
+                        tuple(r["active"][k] for k in ("x", "y", "w", "h")))
+    assert (n["x"], n["y"], n["w"], n["h"]) == want
+    (sx, sy), (fx, fy) = px.centre(tuple(sel)), px.centre(feat)
+    shift = [int(round(sx - fx)), int(round(sy - fy))]
+    assert shift[0] < -150 and shift[1] < -50  # the feature (lower right) moves to the selection (upper left)
+    assert "shift %+d,%+d" % tuple(shift) in r["values"][1]
+    new, orig, selm = pixels(run, r)
+    assert np.array_equal(new[selm == 0], orig[selm == 0])
+    if run["engine"].kind == "fake":
+        q = [q for q in edit_requests(run) if q["params"].get("blend")][0]
+        assert q["params"]["blend"]["shift"] == shift
+        assert q["params"]["swap"] is None
+        assert set(q["arrays"]) == {"image", "mask", "reference", "reference_mask"}
+        # inside the selection the stand-in pastes the reference moved by the shift
+        ref = harness.read_raw(run["work"], n["ref_raw"], n["fmt"], n["w"], n["h"]).astype(np.float64)
+        ys, xs = np.nonzero(selm == 255)
+        src_y, src_x = ys - shift[1], xs - shift[0]
+        ok = (src_y >= 0) & (src_y < n["h"]) & (src_x >= 0) & (src_x < n["w"])
+        assert ok.sum() > 1000
+        assert np.array_equal(new[ys[ok], xs[ok]], ref[src_y[ok], src_x[ok]])
+    else:
+        assert np.abs(new[selm == 255] - orig[selm == 255]).mean() > 2
+    save_docs(run, r, "feature_transplant")
+
+
+def test_feature_transplant_without_selection(run):
+    r = rec(run, "transplant_nosel")
+    assert r["status"] == "success", r.get("values")
+    assert_one_layer_added(r)
+    assert "shift +0,+0" in r["values"][1]
+    assert "No selection" in r["values"][1]
+
+
+def test_projection(run):
+    r = rec(run, "project")
+    assert r["status"] == "success", r.get("values")
+    assert_one_layer_added(r)
+    assert r["new"]["name"] == "Projection"
+    assert [r["new"]["x"], r["new"]["y"], r["new"]["w"], r["new"]["h"]] == expected_box(r)
+    new, orig, _sel = pixels(run, r)
+    assert np.abs(new - orig).mean() > 1
+    if run["engine"].kind == "fake":
+        q = [q for q in edit_requests(run) if q["params"].get("return_recon")][0]
+        assert q["params"]["swap"] is None and q["params"]["blend"] is None
+        swap_key = edit_requests(run)[0]["params"]["cache_key"]
+        # same image content, region and model as the first swap: the same cache key
+        assert q["params"]["cache_key"].split(":")[3:] == swap_key.split(":")[3:]
+    save_docs(run, r, "projection")
+
+
+def test_unknown_class_is_reported_and_image_untouched(run):
+    r = rec(run, "err_unknown_class")
+    assert r["status"] == "execution-error"
+    assert_untouched(r)
+    msg = r["values"][0]
+    assert "zebra-unicorn-nonesuch" in msg or "class" in msg.lower(), msg
+    if run["engine"].kind == "fake":
+        assert "unknown class 'zebra-unicorn-nonesuch'" in msg
+
+
+def test_region_too_small(run):
+    r = rec(run, "err_too_small")
+    assert r["status"] == "execution-error"
+    assert_untouched(r)
+    if run["engine"].kind == "fake":
+        assert "region too small" in r["values"][0]
+
+
+def test_engine_stopped(run):
+    assert rec(run, "_engine_stopped")["ok"]
+    r = rec(run, "err_engine_stopped")
+    assert r["status"] == "execution-error"
+    assert_untouched(r)
+    msg = r["values"][0]
+    assert "does not answer" in msg and "neural-collage serve" in msg and "auto-start" in msg, msg
+
+
+def test_settings_procedure_writes_json(run):
+    r = rec(run, "settings")
+    assert r["status"] == "success", r
+    data = json.loads((Path(run["profile"]) / "plug-ins" / "neural_collage" / "nc_settings.json").read_text())
+    assert data["address"] == "tcp://127.0.0.1:1" and data["timeout"] == 12.5 and data["auto_start"] is False
+
+
+def test_runtime_budget(run):
+    assert run["seconds"] < 180, "the e2e session took %.0f s" % run["seconds"]
