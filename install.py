@@ -149,7 +149,7 @@ class Installer:
         self.out.flush()
 
     def run(self, argv, **kw):
-        self.say("run: {}".format(" ".join(argv)))
+        self.say("run: " + " ".join(argv))
         if not self.dry_run:
             subprocess.run(argv, check=True, **kw)
 
@@ -227,8 +227,8 @@ def install_plugin(inst: Installer, profile: str, settings_update: dict) -> str:
     new.update(settings_update)
     new = nc_settings.validate(new)
     if new != current or not os.path.isfile(path):
-        inst.say("write settings {}: {}".format(path, json.dumps(
-            {k: new[k] for k in ("address", "auto_start", "engine_command", "model")})))
+        shown = json.dumps({k: new[k] for k in ("address", "auto_start", "engine_command", "model")})
+        inst.say(f"write settings {path}: {shown}")
         if not inst.dry_run:
             nc_settings.save(new, path)
     manifest = sorted(wanted)
@@ -271,8 +271,9 @@ def setup_venv(inst: Installer, venv: str, args) -> str:
 
 
 def engine_hello(address: str, timeout: float = 5.0):
-    """(ok, text) for the engine at ``address``, with the bridge from this repository."""
-    sys.path.insert(0, REPO)
+    """(ok, text) for the engine at ``address``, asked with the bridge from this repository."""
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
     try:
         from bridge.client import EngineClient
     except ImportError as exc:
@@ -280,19 +281,17 @@ def engine_hello(address: str, timeout: float = 5.0):
     try:
         client = EngineClient(address, timeout)
         try:
-            reply = client.call("hello", {}, {})
+            p = client.hello()
         finally:
-            close = getattr(client, "close", None)
-            if close:
-                close()
+            client.close()
     except Exception as exc:  # noqa: BLE001 - any failure is a FAIL line
         return False, f"{type(exc).__name__}: {exc}"
-    p = reply.params or {}
-    return True, "version {} on {}, models {}".format(p.get("engine_version", "?"), p.get("device", "?"),
-                                                   ", ".join(map(str, p.get("models") or [])) or "?")
+    models = ", ".join(map(str, p.get("models") or [])) or "?"
+    return True, f"version {p.get('engine_version', '?')} on {p.get('device', '?')}, models {models}"
 
 
 def check(args, out=None) -> int:
+    """One line per check: OK / FAIL / -- (information). Returns 0 when nothing failed."""
     out = out or sys.stdout
     failures = 0
 
@@ -305,8 +304,8 @@ def check(args, out=None) -> int:
 
     profiles = find_profiles(args.gimp_dir, create=False)
     prog = gimp_program()
-    line(None if prog is None else True, "GIMP program: %s" % (prog or "not on PATH (fine for Flatpak/Snap/"
-                                                                      "Windows/macOS installs)"))
+    line(None if prog is None else True,
+         "GIMP program: " + (prog or "not on PATH (normal for Flatpak, Snap, Windows and macOS)"))
     if not profiles:
         line(False, "GIMP 3 profile: none found (start GIMP 3 once, or pass --gimp-dir)")
     addresses = []
@@ -315,20 +314,21 @@ def check(args, out=None) -> int:
         dest = plugin_dir(prof)
         main = os.path.join(dest, PLUGIN_MAIN)
         ok = os.path.isfile(main) and os.access(main, os.X_OK)
-        line(ok, "plug-in: {}{}".format(main, "" if ok else (" missing" if not os.path.isfile(main)
-                                                         else " not executable")))
-        bridge_ok = os.path.isfile(os.path.join(dest, "bridge", "client.py"))
-        line(bridge_ok, "bridge: {}".format(os.path.join(dest, "bridge")))
+        why = "" if ok else (" not executable" if os.path.isfile(main) else " missing")
+        line(ok, f"plug-in: {main}{why}")
+        bridge = os.path.join(dest, "bridge")
+        line(os.path.isfile(os.path.join(bridge, "client.py")), f"bridge: {bridge}")
         spath = os.path.join(dest, nc_settings.FILE_NAME)
         settings, warning = nc_settings.load(spath)
-        line(warning is None and os.path.isfile(spath), "settings: {}{}".format(
-            spath, (f" ({warning})") if warning else ("" if os.path.isfile(spath) else " missing")))
+        exists = os.path.isfile(spath)
+        why = f" ({warning})" if warning else ("" if exists else " missing")
+        line(warning is None and exists, f"settings: {spath}{why}")
         addresses.append(settings["address"])
         if settings["engine_command"]:
             exe = settings["engine_command"][0]
-            line(os.path.isfile(exe) or bool(shutil.which(exe)), "engine command: {}{}".format(
-                nc_settings.format_command(settings["engine_command"]),
-                " (auto-start on)" if settings["auto_start"] else " (auto-start off)"))
+            auto = "on" if settings["auto_start"] else "off"
+            cmd = nc_settings.format_command(settings["engine_command"])
+            line(os.path.isfile(exe) or bool(shutil.which(exe)), f"engine command: {cmd} (auto-start {auto})")
     if args.address:
         addresses = [args.address]
     for address in sorted(set(addresses or [nc_settings.default_address()])):
@@ -336,7 +336,8 @@ def check(args, out=None) -> int:
         if ok:
             line(True, f"engine at {address} answers hello: {text}")
         else:
-            line(False, f"engine at {address} does not answer ({text}); start it with 'neural-collage serve --bind {address}'")
+            line(False, f"engine at {address} does not answer ({text}); start it with "
+                        f"'neural-collage serve --bind {address}'")
     return 1 if failures else 0
 
 
@@ -362,15 +363,18 @@ def main(argv=None) -> int:
                     help="GIMP profile folder (holding plug-ins/) to install into; repeatable")
     ap.add_argument("--no-venv", action="store_true",
                     help=f"use this Python ({sys.executable}) for the engine and pip install nothing")
-    ap.add_argument("--venv", metavar="DIR", help="engine virtual environment (default: {})".format(os.path.join(data_dir(), "venv")))
-    ap.add_argument("--recreate-venv", action="store_true", help="delete and recreate the virtual environment")
+    ap.add_argument("--venv", metavar="DIR",
+                    help=f"engine virtual environment (default: {os.path.join(data_dir(), 'venv')})")
+    ap.add_argument("--recreate-venv", action="store_true",
+                    help="delete and recreate the virtual environment")
     ap.add_argument("--system-site-packages", action="store_true",
                     help="let the venv see this Python's packages (reuse an installed torch)")
     ap.add_argument("--with-torch", action="store_true", default=os.environ.get("NC_INSTALL_TORCH") == "1",
                     help="pip install torch (--torch-spec) before the engine; env NC_INSTALL_TORCH=1")
     ap.add_argument("--torch-spec", default=os.environ.get("NC_TORCH_SPEC", DEFAULT_TORCH_SPEC),
                     help=f"pip requirement for torch (default {DEFAULT_TORCH_SPEC})")
-    ap.add_argument("--torch-index-url", help="pip index for torch, e.g. https://download.pytorch.org/whl/cpu")
+    ap.add_argument("--torch-index-url",
+                    help="pip index for torch, e.g. https://download.pytorch.org/whl/cpu")
     ap.add_argument("--no-editable", dest="editable", action="store_false",
                     help="pip install a copy of the repository instead of an editable install")
     ap.add_argument("--address", help=f"engine address (default: keep, else {nc_settings.default_address()})")

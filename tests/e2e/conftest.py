@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 import harness
+import pytest
 
 
 def pytest_configure(config):
@@ -18,5 +17,5 @@ def gimp():
         return harness.find_gimp(build=True)
     except harness.GimpUnavailable as exc:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true and GIMP 3 is unavailable: %s" % exc)
+            pytest.fail(f"CI=true and GIMP 3 is unavailable: {exc}")
         pytest.skip(str(exc))

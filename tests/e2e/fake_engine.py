@@ -10,8 +10,8 @@ ways a test can predict:
   edit with blend  -> inside the mask the reference, moved by ``shift`` (content at p lands at p + shift),
                       replaces the image (out = img + m * (shifted reference - img))
   return_recon     -> ``recon``: the crop quantised to 8 levels per channel
-  errors           -> unknown class: bad_input "unknown class 'x'..."; mask with fewer than 16 selected pixels:
-                      bad_input "region too small..."; empty mask: bad_input "empty mask"
+  errors           -> unknown class: bad_input "unknown class 'x'..."; mask with fewer than 16 selected
+                      pixels: bad_input "region too small..."; empty mask: bad_input "empty mask"
 
 Every request is appended to ``--log`` as one JSON line (op, params, array descriptors, per-array sums) so a
 test can check what the plug-in sent. ``python3 fake_engine.py --bind tcp://127.0.0.1:PORT --log FILE``.
@@ -182,7 +182,7 @@ def serve(bind: str, log_path: str | None) -> None:
             send(ident, rid, "error", {"code": P.E_BAD_INPUT, "message": str(exc)})
         except P.ProtocolError as exc:
             send(ident, rid, "error", {"code": exc.code, "message": exc.message})
-        except Exception as exc:  # noqa: BLE001 - report to the client like the real engine
+        except Exception as exc:  # noqa: BLE001 - reported to the client like the real engine does
             send(ident, rid, "error", {"code": P.E_ENGINE_ERROR, "message": f"{type(exc).__name__}: {exc}"})
     sock.close()
     ctx.term()

@@ -6,6 +6,7 @@
 #   NCJSON {"case": ..., "status": ..., "message": ..., "before": [...], "after": [...], "new": {...}, ...}
 # Pixels the host compares are written as raw files into the work folder (format named in the record).
 # "NC_STOP_ENGINE" asks the host to stop the engine; the host answers by creating <work>/engine_stopped.
+# ruff: noqa: F821 - Gimp, Gio and NC_CFG are globals of GIMP's python-fu-eval interpreter
 import hashlib
 import json
 import os
@@ -15,10 +16,11 @@ import traceback
 import gi
 
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl  # noqa: E402
+from gi.repository import Gegl
 
 Gegl.init(None)
-CFG = json.load(open(NC_CFG))  # noqa: F821 - NC_CFG is set by the -b command line
+with open(NC_CFG, encoding="utf-8") as _fh:  # NC_CFG is set on the -b command line
+    CFG = json.load(_fh)
 WORK = CFG["work"]
 
 
@@ -38,7 +40,7 @@ def precision_key(image):
 def fmt_of(image, drawable):
     model = ("Y'A" if drawable.has_alpha() else "Y'") if drawable.is_gray() else (
         "R'G'B'A" if drawable.has_alpha() else "R'G'B'")
-    return "%s %s" % (model, precision_key(image))
+    return f"{model} {precision_key(image)}"
 
 
 def rect(x, y, w, h):
@@ -46,7 +48,7 @@ def rect(x, y, w, h):
 
 
 def read(drawable, box_image, fmt):
-    ok, ox, oy = drawable.get_offsets()
+    _ok, ox, oy = drawable.get_offsets()
     x, y, w, h = box_image
     return bytes(drawable.get_buffer().get(rect(x - ox, y - oy, w, h), 1.0, fmt, Gegl.AbyssPolicy.NONE))
 
@@ -61,13 +63,14 @@ def digest(drawable, image):
 def snapshot(image):
     out = []
     for layer in image.get_layers():
-        ok, ox, oy = layer.get_offsets()
+        _ok, ox, oy = layer.get_offsets()
         entry = {"id": layer.get_id(), "name": layer.get_name(), "x": ox, "y": oy, "w": layer.get_width(),
                  "h": layer.get_height(), "digest": digest(layer, image)}
         mask = layer.get_mask()
         if mask is not None:
-            entry["mask_digest"] = hashlib.sha1(bytes(mask.get_buffer().get(
-                rect(0, 0, layer.get_width(), layer.get_height()), 1.0, "Y u8", Gegl.AbyssPolicy.NONE))).hexdigest()
+            data = mask.get_buffer().get(rect(0, 0, layer.get_width(), layer.get_height()), 1.0, "Y u8",
+                                         Gegl.AbyssPolicy.NONE)
+            entry["mask_digest"] = hashlib.sha1(bytes(data)).hexdigest()
         out.append(entry)
     channels = [{"name": c.get_name(), "digest": hashlib.sha1(bytes(c.get_buffer().get(
         rect(0, 0, image.get_width(), image.get_height()), 1.0, "Y u8", Gegl.AbyssPolicy.NONE))).hexdigest()}
@@ -83,7 +86,7 @@ def dump(name, data):
 
 
 def selection_bounds(image):
-    ok, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    _ok, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
     return [x1, y1, x2 - x1, y2 - y1] if non_empty and not Gimp.Selection.is_empty(image) else None
 
 
@@ -105,7 +108,7 @@ def call(procname, image, drawable, props):
     cfg.set_core_object_array("drawables", [drawable])
     for k, v in props.items():
         if k == "reference":
-            v = [la for la in image.get_layers() if la.get_name() == v][0]
+            v = next(la for la in image.get_layers() if la.get_name() == v)
         cfg.set_property(k, v)
     res = proc.run(cfg)
     status = res.index(0).value_nick
@@ -163,7 +166,8 @@ def setup_offsets():
 def setup_transplant(with_selection=True):
     img = load()
     base = img.get_layers()[0]
-    ref = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, img, Gio.File.new_for_path(CFG["reference_photo"]))
+    ref = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, img,
+                               Gio.File.new_for_path(CFG["reference_photo"]))
     img.insert_layer(ref, None, 0)
     ref.set_name("reference")
     rx, ry = CFG["ref_offset"]
@@ -197,7 +201,7 @@ def run_case(case):
         record["image_size"] = [img.get_width(), img.get_height()]
         record["precision"] = precision_key(img)
         record["selection"] = selection_bounds(img)
-        ok, ox, oy = layer.get_offsets()
+        _ok, ox, oy = layer.get_offsets()
         record["active"] = {"id": layer.get_id(), "name": layer.get_name(), "x": ox, "y": oy,
                             "w": layer.get_width(), "h": layer.get_height()}
         if case.get("save_before"):
@@ -210,14 +214,15 @@ def run_case(case):
         status, values = call(case["proc"], img, layer, case.get("props", {}))
         record["seconds"] = round(time.time() - t0, 3)
         record["status"] = status
-        record["values"] = [v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for v in values]
+        plain = (str, int, float, bool, type(None))
+        record["values"] = [v if isinstance(v, plain) else repr(v) for v in values]
         after = snapshot(img)
         record["before"], record["after"] = before, after
         old_ids = {la["id"] for la in before["layers"]}
         new = [la for la in img.get_layers() if la.get_id() not in old_ids]
         if new:
             nl = new[0]
-            ok, nx, ny = nl.get_offsets()
+            _ok, nx, ny = nl.get_offsets()
             box = [nx, ny, nl.get_width(), nl.get_height()]
             fmt = fmt_of(img, layer)
             record["new"] = {"name": nl.get_name(), "x": nx, "y": ny, "w": box[2], "h": box[3], "fmt": fmt,
@@ -228,10 +233,10 @@ def run_case(case):
                              "sel_raw": dump(name + "_sel", bytes(img.get_selection().get_buffer().get(
                                  rect(*box), 1.0, "Y u8", Gegl.AbyssPolicy.NONE)))}
             if case["setup"] == "transplant":
-                ref = [la for la in img.get_layers() if la.get_name() == "reference"][0]
+                ref = next(la for la in img.get_layers() if la.get_name() == "reference")
                 record["new"]["ref_raw"] = dump(name + "_ref", read(ref, box, fmt))
                 record["new"]["refmask_raw"] = dump(name + "_refmask", read(ref.get_mask(), box, "Y u8"))
-    except Exception:  # noqa: BLE001 - report to the host, keep running the other cases
+    except Exception:  # noqa: BLE001 - reported to the host; the other cases still run
         record["exception"] = traceback.format_exc()
     finally:
         if img is not None:
@@ -259,7 +264,7 @@ def run_settings_case(case):
         res = proc.run(cfg)
         record["status"] = res.index(0).value_nick
         record["values"] = [str(res.index(i)) for i in range(1, res.length())]
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - reported to the host
         record["exception"] = traceback.format_exc()
     emit(record)
 

@@ -53,7 +53,7 @@ class Gimp:
 
     @property
     def where(self) -> str:
-        return "chroot %s" % self.root if self.root else "host"
+        return f"chroot {self.root}" if self.root else "host"
 
     def inside(self, path) -> str:
         path = os.path.abspath(str(path))
@@ -61,7 +61,7 @@ class Gimp:
             return path
         root = os.path.abspath(self.root)
         if not path.startswith(root + os.sep):
-            raise ValueError("%s is not inside the chroot %s" % (path, root))
+            raise ValueError(f"{path} is not inside the chroot {root}")
         return path[len(root):]
 
     def mkwork(self, prefix="nc-e2e-") -> Path:
@@ -114,26 +114,27 @@ def find_gimp(build: bool = True) -> Gimp:
     root = os.environ.get("NC_GIMP_ROOT", DEFAULT_ROOT)
     if _chroot_ready(root):
         if os.geteuid() != 0:
-            raise GimpUnavailable("the GIMP chroot %s needs root to enter" % root)
+            raise GimpUnavailable(f"the GIMP chroot {root} needs root to enter")
         return Gimp(root)
     if not build:
-        raise GimpUnavailable("no GIMP 3: gimp-console-3.0 not on PATH and no chroot at %s" % root)
+        raise GimpUnavailable(f"no GIMP 3: gimp-console-3.0 not on PATH and no chroot at {root}")
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
-        raise GimpUnavailable("no GIMP 3 (not on PATH, no chroot at %s) and cannot build one here (needs "
-                              "root and debootstrap): run tests/e2e/make_gimp_root.sh" % root)
+        raise GimpUnavailable(f"no GIMP 3 (not on PATH, no chroot at {root}) and cannot build one here "
+                              "(needs root and debootstrap): run tests/e2e/make_gimp_root.sh")
     res = subprocess.run(["sh", str(HERE / "make_gimp_root.sh")], env=dict(os.environ, NC_GIMP_ROOT=root),
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     if res.returncode != 0 or not _chroot_ready(root):
-        raise GimpUnavailable("building the GIMP chroot failed (rc %s): %s" % (
-            res.returncode, (res.stderr or res.stdout)[-2000:]))
+        tail = (res.stderr or res.stdout)[-2000:]
+        raise GimpUnavailable(f"building the GIMP chroot failed (rc {res.returncode}): {tail}")
     return Gimp(root)
 
 
 def install_plugin(profile: Path, address: str) -> str:
     res = subprocess.run([sys.executable, str(REPO / "install.py"), "--no-venv", "--gimp-dir", str(profile),
-                          "--address", address, "--no-auto-start"], capture_output=True, text=True)
+                          "--address", address, "--no-auto-start"], capture_output=True, text=True,
+                         check=False)
     if res.returncode != 0:
-        raise RuntimeError("install.py failed: %s %s" % (res.stdout, res.stderr))
+        raise RuntimeError(f"install.py failed: {res.stdout} {res.stderr}")
     return res.stdout
 
 
@@ -167,16 +168,15 @@ class Engine:
             argv = [sys.executable, "-m", "engine.cli", "serve", "--model", os.environ.get("NC_E2E_MODEL",
                                                                                            "default"),
                     "--bind", self.address]
-        out = open(self.output, "ab")
-        self.proc = subprocess.Popen(argv, cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        out.close()
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen(argv, cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("the %s engine exited (%s): %s" % (self.kind, self.proc.returncode,
-                                                                   self.output.read_text()[-3000:]))
+                tail = self.output.read_text()[-3000:]
+                raise RuntimeError(f"the {self.kind} engine exited ({self.proc.returncode}): {tail}")
             try:
                 info = self.hello(2.0)
                 if info.get("state", "ready") == "ready":
@@ -185,8 +185,8 @@ class Engine:
                 last = exc
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError("the %s engine did not answer within %.0f s (%s): %s" % (
-            self.kind, timeout, last, self.output.read_text()[-3000:]))
+        tail = self.output.read_text()[-3000:]
+        raise RuntimeError(f"the {self.kind} engine did not answer within {timeout:.0f} s ({last}): {tail}")
 
     def client(self, timeout=10.0):
         from bridge.client import EngineClient

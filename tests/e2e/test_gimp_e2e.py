@@ -17,13 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 import pytest
 
-import harness
-
 sys.path.insert(0, str(harness.REPO / "gimp_plugin" / "neural_collage"))
-import nc_pixels as px  # noqa: E402
+import nc_pixels as px
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +70,7 @@ def run(gimp, tmp_path_factory):
     work = gimp.mkwork()
     profile = work / "profile"
     port = harness.free_port()
-    address = "tcp://127.0.0.1:%d" % port
+    address = f"tcp://127.0.0.1:{port}"
     harness.install_plugin(profile, address)
     photo, ref = harness.write_photos(work)
     engine = harness.Engine(harness.engine_kind(), address, work)
@@ -103,11 +102,11 @@ def run(gimp, tmp_path_factory):
             rec = json.loads(line[len("NCJSON "):])
             records[rec["case"]] = rec
     if "NCDONE" not in out or len(records) < 5:
-        pytest.fail("GIMP batch run did not finish (rc %s).\nstdout:\n%s\nstderr (tail):\n%s" % (
-            rc, out[-4000:], err[-6000:]))
+        pytest.fail(f"GIMP batch run did not finish (rc {rc}).\nstdout:\n{out[-4000:]}\n"
+                    f"stderr (tail):\n{err[-6000:]}")
     result = {"records": records, "work": work, "engine": engine, "profile": profile, "stderr": err,
               "target": target, "label": label, "seconds": time.time() - t0, "requests": engine.requests()}
-    print("\nGIMP e2e (%s, %s engine): %.1f s" % (gimp.where, engine.kind, result["seconds"]))
+    print(f"\nGIMP e2e ({gimp.where}, {engine.kind} engine): {result['seconds']:.1f} s")
     yield result
     if os.environ.get("NC_E2E_KEEP") != "1":
         shutil.rmtree(work, ignore_errors=True)
@@ -119,7 +118,7 @@ def run(gimp, tmp_path_factory):
 
 def rec(run, name):
     r = run["records"].get(name)
-    assert r is not None, "case %s did not report (stderr tail: %s)" % (name, run["stderr"][-3000:])
+    assert r is not None, f"case {name} did not report (stderr tail: {run['stderr'][-3000:]})"
     assert "exception" not in r, r["exception"]
     return r
 
@@ -133,7 +132,7 @@ def assert_one_layer_added(r):
     after = {la["id"]: la for la in r["after"]["layers"]}
     assert len(after) == len(before) + 1
     for lid, la in before.items():
-        assert after[lid] == la, "existing layer %s changed" % la["name"]
+        assert after[lid] == la, f"existing layer {la['name']} changed"
     assert r["after"]["channels"] == r["before"]["channels"]
     new = r["new"]
     assert new["position"] == new["active_position"] - 1, "new layer is not right above the active one"
@@ -191,8 +190,8 @@ def save_docs(run, r, stem):
     new = harness.read_raw(run["work"], n["raw"], n["fmt"], n["w"], n["h"])
     x, y = n["x"] - a["x"], n["y"] - a["y"]
     after[y:y + n["h"], x:x + n["w"]] = new
-    Image.fromarray(before).save(docs / ("%s_before.png" % stem))
-    Image.fromarray(after).save(docs / ("%s_after.png" % stem))
+    Image.fromarray(before).save(docs / f"{stem}_before.png")
+    Image.fromarray(after).save(docs / f"{stem}_after.png")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,9 +205,9 @@ def test_label_swap_u8(run):
     assert [r["new"]["x"], r["new"]["y"], r["new"]["w"], r["new"]["h"]] == expected_box(r)
     assert r["selection"] == [140, 50, 140, 120]  # 120 x 100 ellipse feathered by 10
     name = r["new"]["name"]
-    assert name.startswith("Label swap: ") and name.endswith("-> %s" % run["target"]), name
+    assert name.startswith("Label swap: ") and name.endswith(f"-> {run['target']}"), name
     if run["engine"].kind == "fake":
-        assert name == "Label swap: tabby -> %s" % run["target"]
+        assert name == f"Label swap: tabby -> {run['target']}"
     assert r["values"][0] == name  # the layer return value
     assert "new layer" in r["values"][1]
     save_docs(run, r, "label_swap")
@@ -232,7 +231,7 @@ def test_request_carries_soft_mask_and_crop_only(run):
 def test_label_channel_reaches_engine(run):
     r = rec(run, "swap_labels")
     check_edit(run, r)
-    assert r["label_channel"] == "label: %s" % run["label"]
+    assert r["label_channel"] == f"label: {run['label']}"
     assert run["label"] in r["new"]["name"]
     if run["engine"].kind == "fake":
         q = [q for q in edit_requests(run) if q["params"]["swap"] and q["params"]["swap"].get("labels")]
@@ -255,7 +254,7 @@ def test_label_swap_u16(run):
         inside = sel == 255
         # strength travels to the engine; the stand-in inverts regardless: 16-bit values are kept exactly
         assert np.allclose(new[inside], 65535 - orig[inside], atol=1)
-        q = [q for q in edit_requests(run) if q["arrays"]["image"]["dtype"] == "uint16"][0]
+        q = next(q for q in edit_requests(run) if q["arrays"]["image"]["dtype"] == "uint16")
         assert q["params"]["swap"]["strength"] == pytest.approx(0.8)
         assert q["params"]["swap"]["layers"] == "first"
 
@@ -311,13 +310,13 @@ def test_feature_transplant(run):
                         tuple(r["active"][k] for k in ("x", "y", "w", "h")))
     assert (n["x"], n["y"], n["w"], n["h"]) == want
     (sx, sy), (fx, fy) = px.centre(tuple(sel)), px.centre(feat)
-    shift = [int(round(sx - fx)), int(round(sy - fy))]
+    shift = [round(sx - fx), round(sy - fy)]
     assert shift[0] < -150 and shift[1] < -50  # the feature (lower right) moves to the selection (upper left)
-    assert "shift %+d,%+d" % tuple(shift) in r["values"][1]
+    assert f"shift {shift[0]:+d},{shift[1]:+d}" in r["values"][1]
     new, orig, selm = pixels(run, r)
     assert np.array_equal(new[selm == 0], orig[selm == 0])
     if run["engine"].kind == "fake":
-        q = [q for q in edit_requests(run) if q["params"].get("blend")][0]
+        q = next(q for q in edit_requests(run) if q["params"].get("blend"))
         assert q["params"]["blend"]["shift"] == shift
         assert q["params"]["swap"] is None
         assert set(q["arrays"]) == {"image", "mask", "reference", "reference_mask"}
@@ -350,7 +349,7 @@ def test_projection(run):
     new, orig, _sel = pixels(run, r)
     assert np.abs(new - orig).mean() > 1
     if run["engine"].kind == "fake":
-        q = [q for q in edit_requests(run) if q["params"].get("return_recon")][0]
+        q = next(q for q in edit_requests(run) if q["params"].get("return_recon"))
         assert q["params"]["swap"] is None and q["params"]["blend"] is None
         swap_key = edit_requests(run)[0]["params"]["cache_key"]
         # same image content, region and model as the first swap: the same cache key
@@ -393,4 +392,4 @@ def test_settings_procedure_writes_json(run):
 
 
 def test_runtime_budget(run):
-    assert run["seconds"] < 180, "the e2e session took %.0f s" % run["seconds"]
+    assert run["seconds"] < 180, f"the e2e session took {run['seconds']:.0f} s"
