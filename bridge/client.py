@@ -12,6 +12,7 @@ pure-Python ZMTP transport in :mod:`bridge.zmtp`.  Both behave the same.
 Not thread-safe: use one EngineClient per thread.
 """
 
+# ruff: noqa: UP031  (printf-style formatting is used on purpose)
 from __future__ import annotations
 
 import os
@@ -133,7 +134,11 @@ class _ZmtpTransport:
             try:
                 self.sock = ZmtpSocket.connect(self.address, timeout=timeout,
                                                max_message_bytes=self.max_message_bytes)
-            except (OSError, ZmtpError) as exc:
+            except ZmtpError as exc:
+                self.sock = None
+                raise EngineUnavailable("something answers at %s but the ZeroMQ handshake failed: %s"
+                                        % (self.address, exc)) from None
+            except OSError as exc:
                 self.sock = None
                 raise EngineUnavailable(_unavailable_text(self.address, exc)) from None
 

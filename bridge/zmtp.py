@@ -181,6 +181,9 @@ class ZmtpSocket:
         except socket.timeout:
             self.close()
             raise ZmtpError("no ZMTP handshake from the peer within %.1f s" % (timeout or 0)) from None
+        except ZmtpClosed as exc:
+            raise ZmtpError("the peer closed the connection during the ZMTP handshake (%s); if it "
+                            "requires encryption: %s" % (exc, CURVE_NEEDS_PYZMQ)) from None
 
     def _handshake(self, deadline: float | None) -> None:
         self._sendall(greeting(), deadline)

@@ -479,6 +479,7 @@ class EngineServer:
             "protocol_version": PROTOCOL_VERSION,
             "server_version": SERVER_VERSION,
             "state": self.state,
+            "pid": os.getpid(),
             "ops": list(OPS),
             "limits": self.limits.as_dict(),
             "heartbeat_interval": self.heartbeat_interval,
