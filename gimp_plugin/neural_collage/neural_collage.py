@@ -662,6 +662,20 @@ def show_dialog(procedure, config, classes=None):
             except Exception:  # noqa: BLE001 - the plain text field still works
                 traceback.print_exc()
     dialog.fill(None)
+    auto = os.environ.get("NEURAL_COLLAGE_TEST_DIALOG")
+    if auto in ("ok", "cancel"):
+        # test hook (the e2e tests run GIMP under Xvfb): answer the dialog by itself once it is up
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        response = Gtk.ResponseType.OK if auto == "ok" else Gtk.ResponseType.CANCEL
+
+        def answer():
+            sys.stderr.write(f"NC_DIALOG {procedure.get_name()} shown, answering {auto}\n")
+            dialog.response(response)
+            return False
+
+        GLib.timeout_add(300, answer)
     ok = dialog.run()
     dialog.destroy()
     return ok
@@ -782,16 +796,16 @@ class NeuralCollage(Gimp.PlugIn):
             proc.set_image_types("*")
             proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
             d = nc_settings.defaults()
-            proc.add_string_argument("address", "Engine _address", "e.g. tcp://127.0.0.1:5581",
+            proc.add_string_argument("address", "Engine a_ddress", "e.g. tcp://127.0.0.1:5581",
                                      d["address"], RW)
-            proc.add_boolean_argument("auto-start", "_Start the engine when it does not answer",
+            proc.add_boolean_argument("auto-start", "Start the engine _automatically when it does not answer",
                                       "Run the engine command below when the engine is not reachable",
                                       d["auto_start"], RW)
-            proc.add_string_argument("engine-command", "Engine _command",
+            proc.add_string_argument("engine-command", "Engine comma_nd",
                                      "Command line that starts the engine, e.g. /path/venv/bin/python -m "
                                      "engine.cli serve (--bind is added)", "", RW)
             proc.add_string_argument("model", "_Model", "Model name; empty = the engine's default", "", RW)
-            proc.add_double_argument("timeout", "_Timeout (s)",
+            proc.add_double_argument("timeout", "T_imeout (s)",
                                      "How long to wait for the engine's first answer (a running edit may "
                                      "take longer while the engine reports progress)",
                                      1.0, 86400.0, d["timeout"], RW)
@@ -802,24 +816,24 @@ class NeuralCollage(Gimp.PlugIn):
         if name == PROC_SWAP:
             proc.add_string_argument("target-class", "_Target class",
                                      "Class name or id to paint into the selection", "", RW)
-            proc.add_double_argument("strength", "_Strength", "0 = unchanged, 1 = full swap",
+            proc.add_double_argument("strength", "Stre_ngth", "0 = unchanged, 1 = full swap",
                                      0.0, 1.0, 1.0, RW)
-            proc.add_choice_argument("scope", "Sco_pe", "Generator layers the new class acts on",
+            proc.add_choice_argument("scope", "Scop_e", "Generator layers the new class acts on",
                                      _scope_choice(), "all", RW)
             proc.add_string_argument("source-class", "So_urce class",
                                      "Class of the original region; empty = found automatically", "", RW)
         elif name == PROC_TRANSPLANT:
-            proc.add_layer_argument("reference", "_Reference layer",
+            proc.add_layer_argument("reference", "Re_ference layer",
                                     "Layer holding the feature; its mask (or alpha) marks the feature",
                                     False, RW)
-            proc.add_double_argument("strength", "_Strength", "0 = unchanged, 1 = full transplant",
+            proc.add_double_argument("strength", "Stre_ngth", "0 = unchanged, 1 = full transplant",
                                      0.0, 1.0, 1.0, RW)
-            proc.add_choice_argument("scope", "Sco_pe", "Generator layers that are blended",
+            proc.add_choice_argument("scope", "Scop_e", "Generator layers that are blended",
                                      _scope_choice(), "all", RW)
         if name in (PROC_SWAP, PROC_TRANSPLANT):
             proc.add_boolean_argument("poisson", "_Poisson blending", "Blend the edge of the edit seamlessly",
                                       True, RW)
-        proc.add_int_argument("steps", "Projection st_eps", "0 = the engine's default", 0, 100000, 0, RW)
+        proc.add_int_argument("steps", "Pro_jection steps", "0 = the engine's default", 0, 100000, 0, RW)
         proc.add_layer_return_value("layer", "Layer", "The layer added", True, RW)
         proc.add_string_return_value("message", "Message", "What was done", "", RW)
         return proc

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A stand-in Neural Collage engine for the GIMP end-to-end tests (host Python: pyzmq + numpy).
 
-It speaks the real bridge protocol (bridge.protocol encodes, decodes and validates every request, so a
-malformed request from the plug-in fails here exactly as it would at the real engine) but edits pixels in
-ways a test can predict:
+It is served by the project's own ``engine.server.EngineServer`` when that imports (so the plug-in meets the
+real server: request validation, heartbeats, progress throttling, error replies), else by a minimal ROUTER
+loop using bridge.protocol; either way only the pixel work is fake, chosen so a test can predict it:
 
   edit with swap   -> inside the mask the colour channels are inverted (out = img + m * (inverted - img)),
                       alpha kept; outside the mask the bytes are returned unchanged
@@ -42,13 +42,16 @@ class BadInput(Exception):
     pass
 
 
+DTYPE_NAMES = {np.dtype("uint8"): "uint8", np.dtype("<u2"): "uint16", np.dtype("<f4"): "float32"}
+
+
 def to_np(arr: P.Array) -> np.ndarray:
     return np.frombuffer(arr.data, dtype=NP_DTYPES[arr.dtype]).reshape(arr.shape)
 
 
-def from_np(a: np.ndarray, dtype: str) -> P.Array:
-    a = np.ascontiguousarray(a.astype(NP_DTYPES[dtype]))
-    return P.Array(dtype, a.shape, a.tobytes())
+def from_np(a: np.ndarray) -> P.Array:
+    a = np.ascontiguousarray(a)
+    return P.Array(DTYPE_NAMES[a.dtype], a.shape, a.tobytes())
 
 
 def resolve_class(value):
@@ -61,23 +64,24 @@ def resolve_class(value):
     raise BadInput(f"unknown class {value!r}: try one of {names}")
 
 
-def mask_weights(arr: P.Array) -> np.ndarray:
-    m = to_np(arr).astype(np.float64)
-    return m / 255.0 if arr.dtype == "uint8" else np.clip(m, 0.0, 1.0)
+def mask_weights(a: np.ndarray) -> np.ndarray:
+    m = a.astype(np.float64)
+    return m / 255.0 if a.dtype == np.uint8 else np.clip(m, 0.0, 1.0)
 
 
-def finish(img_arr: P.Array, target: np.ndarray, m: np.ndarray) -> P.Array:
-    img = to_np(img_arr).astype(np.float64)
+def finish(image: np.ndarray, target: np.ndarray, m: np.ndarray) -> np.ndarray:
+    img = image.astype(np.float64)
     out = img + m[:, :, None] * (target - img)
-    if img_arr.dtype != "float32":
+    if image.dtype != np.float32:
         out = np.rint(out)
     out = np.where(m[:, :, None] > 0, out, img)  # bytes outside the mask: exactly the input
-    return from_np(out, img_arr.dtype)
+    return out.astype(image.dtype)
 
 
 def edit(params, arrays, progress):
+    """The stand-in edit on numpy arrays; returns (params, {name: numpy array})."""
     image = arrays["image"]
-    img = to_np(image).astype(np.float64)
+    img = image.astype(np.float64)
     h, w, c = img.shape
     m = mask_weights(arrays["mask"])
     if not m.any():
@@ -85,13 +89,13 @@ def edit(params, arrays, progress):
     if int((m > 0).sum()) < 16:
         raise BadInput(f"region too small: select at least 16 pixels (got {int((m > 0).sum())})")
     colour = c - 1 if c in (2, 4) else c
+    full = MAX_VALUE[DTYPE_NAMES[image.dtype]]
     out_params = {}
     source = resolve_class(params.get("source_class")) or CLASSES[0]
     out_params["source_class"] = source["name"]
     steps = 3
     for i in range(steps):
-        if progress("project", i + 1, steps, 0.5 / (i + 1)) is False:
-            raise P.ProtocolError(P.E_CANCELLED, "cancelled")
+        progress("project", i + 1, steps, 0.5 / (i + 1))
     target_img = img.copy()
     swap, blend = params.get("swap"), params.get("blend")
     if swap is not None:
@@ -99,9 +103,9 @@ def edit(params, arrays, progress):
         out_params["target_class"] = tgt["name"]
         for lab in swap.get("labels") or []:
             resolve_class(lab["class"])
-        target_img[:, :, :colour] = MAX_VALUE[image.dtype] - img[:, :, :colour]
+        target_img[:, :, :colour] = full - img[:, :, :colour]
     if blend is not None:
-        ref = to_np(arrays["reference"]).astype(np.float64)
+        ref = arrays["reference"].astype(np.float64)
         dx, dy = blend["shift"]
         shifted = img.copy()
         ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
@@ -112,23 +116,69 @@ def edit(params, arrays, progress):
         out_params["shift"] = [dx, dy]
     result = {"image": finish(image, target_img, m)}
     if params.get("return_recon"):
-        levels = MAX_VALUE[image.dtype] / 7.0
+        levels = full / 7.0
         recon = np.rint(img / levels) * levels
-        result["recon"] = from_np(recon, image.dtype)
+        result["recon"] = recon.astype(image.dtype)
         out_params["loss"] = 0.125
     return out_params, result
 
 
 def summary(arrays):
     out = {}
-    for name, arr in arrays.items():
-        a = to_np(arr)
-        out[name] = {"dtype": arr.dtype, "shape": list(arr.shape), "sum": float(a.astype(np.float64).sum()),
-                     "nonzero": int(np.count_nonzero(a))}
+    for name, a in arrays.items():
+        out[name] = {"dtype": DTYPE_NAMES.get(a.dtype, str(a.dtype)), "shape": list(a.shape),
+                     "sum": float(a.astype(np.float64).sum()), "nonzero": int(np.count_nonzero(a))}
     return out
 
 
+def log_request(log_path, op, params, arrays):
+    if log_path:
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"op": op, "params": params, "arrays": summary(arrays),
+                                 "time": time.time()}) + "\n")
+
+
+HELLO = {"engine_version": "fake-0", "device": "cpu", "models": ["fake"], "default_model": "fake"}
+
+
+class FakeHandler:
+    """The stand-in as an ``engine.server.EngineServer`` handler (hello / classes / run)."""
+
+    def __init__(self, log_path=None):
+        self.log_path = log_path
+
+    def hello(self):
+        return dict(HELLO)
+
+    def classes(self, params):
+        log_request(self.log_path, "classes", params, {})
+        q = (params.get("search") or "").lower()
+        return {"classes": [c for c in CLASSES if q in c["name"]]}
+
+    def run(self, op, params, arrays, job):
+        from engine.server import OpError
+
+        log_request(self.log_path, op, params, arrays)
+        if op != "edit":
+            raise OpError(P.E_UNKNOWN_OP, f"the stand-in engine only does edit, not {op!r}")
+        try:
+            return edit(params, arrays, job.progress)
+        except BadInput as exc:
+            raise OpError(P.E_BAD_INPUT, str(exc)) from None
+
+
+def serve_with_engine_server(bind: str, log_path: str | None) -> None:
+    from engine.server import EngineServer
+
+    server = EngineServer(FakeHandler(log_path), bind=bind)
+    server.bind()
+    signal.signal(signal.SIGTERM, lambda *a: server.stop())
+    print(f"fake engine (engine.server.EngineServer) listening on {bind}", flush=True)
+    server.serve_forever()
+
+
 def serve(bind: str, log_path: str | None) -> None:
+    """A minimal ROUTER loop of its own (no heartbeats, one request at a time)."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -152,16 +202,12 @@ def serve(bind: str, log_path: str | None) -> None:
             send(ident, exc.request_id or "", "error", {"code": exc.code, "message": exc.message})
             continue
         rid, op, params = header["id"], header.get("op"), header["params"]
-        if log_path:
-            with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"op": op, "params": params, "arrays": summary(arrays),
-                                     "time": time.time()}) + "\n")
+        np_arrays = {name: to_np(a) for name, a in arrays.items()}
+        log_request(log_path, op, params, np_arrays)
         try:
             P.validate_request(op, params, arrays)
             if op == "hello":
-                send(ident, rid, "result", {"protocol": P.PROTOCOL_VERSION, "engine_version": "fake-0",
-                                            "device": "cpu", "models": ["fake"], "default_model": "fake",
-                                            "state": "ready"})
+                send(ident, rid, "result", dict(HELLO, protocol=P.PROTOCOL_VERSION, state="ready"))
             elif op == "classes":
                 q = (params.get("search") or "").lower()
                 send(ident, rid, "result", {"classes": [c for c in CLASSES if q in c["name"]]})
@@ -172,9 +218,8 @@ def serve(bind: str, log_path: str | None) -> None:
             elif op == "edit":
                 def progress(stage, step, total, loss, ident=ident, rid=rid):
                     send(ident, rid, "progress", {"stage": stage, "step": step, "total": total, "loss": loss})
-                    return True
-                out_params, out_arrays = edit(params, arrays, progress)
-                send(ident, rid, "result", out_params, out_arrays)
+                out_params, out_arrays = edit(params, np_arrays, progress)
+                send(ident, rid, "result", out_params, {k: from_np(v) for k, v in out_arrays.items()})
             else:
                 send(ident, rid, "error", {"code": P.E_UNKNOWN_OP, "message": "the stand-in engine only "
                                            f"does hello, classes, status and edit, not {op!r}"})
@@ -192,8 +237,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bind", default=P.DEFAULT_ADDRESS)
     ap.add_argument("--log", default=None, help="append every request as a JSON line")
+    ap.add_argument("--server", choices=("auto", "engine", "own"), default="auto",
+                    help="engine: serve through the project's engine.server.EngineServer (heartbeats, queue, "
+                         "the real error handling); own: a minimal loop; auto: engine when importable")
     args = ap.parse_args(argv)
-    serve(args.bind, args.log)
+    use_engine = args.server == "engine"
+    if args.server == "auto":
+        try:
+            import engine.server  # noqa: F401
+
+            use_engine = True
+        except Exception:  # noqa: BLE001 - any import problem: fall back to the own loop
+            use_engine = False
+    if use_engine:
+        serve_with_engine_server(args.bind, args.log)
+    else:
+        serve(args.bind, args.log)
     return 0
 
 

@@ -100,10 +100,11 @@ def select(image, box, feather):
         Gimp.Selection.feather(image, feather)
 
 
-def call(procname, image, drawable, props):
+def call(procname, image, drawable, props, interactive=False):
     proc = Gimp.get_pdb().lookup_procedure(procname)
     cfg = proc.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    mode = Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE
+    cfg.set_property("run-mode", mode)
     cfg.set_property("image", image)
     cfg.set_core_object_array("drawables", [drawable])
     for k, v in props.items():
@@ -211,7 +212,7 @@ def run_case(case):
             record["before_fmt"] = fmt
         before = snapshot(img)
         t0 = time.time()
-        status, values = call(case["proc"], img, layer, case.get("props", {}))
+        status, values = call(case["proc"], img, layer, case.get("props", {}), case.get("interactive", False))
         record["seconds"] = round(time.time() - t0, 3)
         record["status"] = status
         plain = (str, int, float, bool, type(None))
@@ -258,7 +259,8 @@ def run_settings_case(case):
     try:
         proc = Gimp.get_pdb().lookup_procedure("python-fu-neural-collage-settings")
         cfg = proc.create_config()
-        cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        interactive = case.get("interactive", False)
+        cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE)
         for k, v in case["props"].items():
             cfg.set_property(k, v)
         res = proc.run(cfg)

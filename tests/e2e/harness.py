@@ -70,18 +70,46 @@ class Gimp:
         os.chmod(path, 0o755)
         return path
 
-    def command(self, profile: Path, batch: str) -> list:
+    def command(self, profile: Path, batch: str, env=None) -> list:
         home = "/tmp" if self.root else str(profile.parent)
+        extra = [f"{k}={v}" for k, v in sorted((env or {}).items())]
         argv = ["env", "HOME=" + home, "GIMP3_DIRECTORY=" + self.inside(profile), "LANG=C.UTF-8",
-                "NO_AT_BRIDGE=1", "gimp-console-3.0", "-i", "-n", "-d", "--batch-interpreter=python-fu-eval",
-                "-b", batch, "--quit"]
-        return (["chroot", self.root] + argv) if self.root else argv
+                "NO_AT_BRIDGE=1", *extra, "gimp-console-3.0", "-i", "-n", "-d",
+                "--batch-interpreter=python-fu-eval", "-b", batch, "--quit"]
+        return (["chroot", self.root, *argv]) if self.root else argv
 
-    def run_batch(self, profile: Path, batch: str, timeout: float, on_line=None) -> tuple:
+    def xvfb_path(self):
+        """Xvfb next to this GIMP (lets the tests open the plug-in's dialogs), or None."""
+        if self.root:
+            return "/usr/bin/Xvfb" if os.path.isfile(os.path.join(self.root, "usr/bin/Xvfb")) else None
+        return shutil.which("Xvfb")
+
+    def start_xvfb(self):
+        """(process, DISPLAY) of a private X server, or (None, None) when Xvfb is missing."""
+        xvfb = self.xvfb_path()
+        if not xvfb:
+            return None, None
+        for num in range(91, 140):
+            sock = os.path.join(self.root or "/", f"tmp/.X11-unix/X{num}")
+            if os.path.exists(f"/tmp/.X11-unix/X{num}") or os.path.exists(sock):
+                continue
+            argv = [xvfb, f":{num}", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"]
+            proc = subprocess.Popen((["chroot", self.root, *argv]) if self.root else argv,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and proc.poll() is None and not os.path.exists(sock):
+                time.sleep(0.1)
+            if proc.poll() is None and os.path.exists(sock):
+                return proc, f":{num}"
+            proc.kill()
+            proc.wait(5)
+        return None, None
+
+    def run_batch(self, profile: Path, batch: str, timeout: float, on_line=None, env=None) -> tuple:
         """Run one batch command; ``on_line(line)`` sees stdout lines as they come. Returns (rc, stdout,
         stderr). GIMP's exit code is not reliable: parse the output."""
-        proc = subprocess.Popen(self.command(profile, batch), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, errors="replace", start_new_session=True)
+        proc = subprocess.Popen(self.command(profile, batch, env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
         err_lines = []
         t = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
         t.start()

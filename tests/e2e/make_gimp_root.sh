@@ -5,6 +5,9 @@
 #   NC_GIMP_ROOT=/some/dir tests/e2e/make_gimp_root.sh
 #   NC_GIMP_ROOT_ZMQ=1 ...                  # also install python3-zmq (tests the pyzmq bridge path)
 #
+# Xvfb comes along so the tests can open the plug-in's dialogs (interactive run mode); a ready root without
+# it gets it added in place.
+#
 # Needs root and debootstrap. The root is built in ROOT.tmp and renamed when complete, so a half-built root
 # is never mistaken for a good one. Takes about a minute on a fast mirror; a ready root is reused as is.
 set -eu
@@ -12,7 +15,7 @@ set -eu
 ROOT="${NC_GIMP_ROOT:-/var/cache/neural-collage/gimp3-root}"
 MIRROR="${NC_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE="${NC_DEBIAN_SUITE:-trixie}"
-PACKAGES="gimp gir1.2-gimp-3.0 python3-gi gir1.2-freedesktop"
+PACKAGES="gimp gir1.2-gimp-3.0 python3-gi gir1.2-freedesktop xvfb xauth"
 if [ "${NC_GIMP_ROOT_ZMQ:-0}" = "1" ]; then
     PACKAGES="$PACKAGES python3-zmq"
 fi
@@ -24,6 +27,11 @@ ready() {
 }
 
 if [ -d "$ROOT" ] && ready "$ROOT"; then
+    if [ ! -x "$ROOT/usr/bin/Xvfb" ] && [ "$(id -u)" = "0" ]; then
+        cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+        chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends xvfb xauth ||
+            echo "make_gimp_root.sh: could not add Xvfb (dialog tests will be skipped)" >&2
+    fi
     echo "GIMP root ready: $ROOT"
     exit 0
 fi

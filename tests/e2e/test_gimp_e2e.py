@@ -34,9 +34,15 @@ TRANSPLANT = "python-fu-neural-collage-feature-transplant"
 PROJECT = "python-fu-neural-collage-project"
 
 
-def build_cases(target: str, label: str) -> list:
+def build_cases(target: str, label: str, interactive: bool) -> list:
     swap = {"target-class": target, "strength": 1.0, "scope": "all"}
-    return [
+    dialogs = [
+        {"name": "interactive_swap", "setup": "basic", "proc": SWAP, "props": swap, "interactive": True},
+        {"name": "interactive_transplant", "setup": "transplant", "proc": TRANSPLANT, "interactive": True,
+         "props": {"reference": "reference", "strength": 1.0, "scope": "all"}},
+    ] if interactive else []
+    settings_dialog = [{"name": "interactive_settings", "kind": "settings", "interactive": True, "props": {}}]
+    return dialogs + [
         {"name": "swap_u8", "setup": "basic", "proc": SWAP, "props": swap, "save_before": True},
         {"name": "swap_labels", "setup": "labels", "proc": SWAP, "props": dict(swap, scope="local")},
         {"name": "swap_u16", "setup": "basic", "setup_args": {"precision": "u16"}, "proc": SWAP,
@@ -58,6 +64,7 @@ def build_cases(target: str, label: str) -> list:
          "setup_args": {"sel_box": [200, 100, 3, 3], "feather": 0}},
         {"name": "_stop", "kind": "stop_engine"},
         {"name": "err_engine_stopped", "setup": "basic", "proc": SWAP, "props": swap},
+        *(settings_dialog if interactive else []),
         {"name": "settings", "kind": "settings",
          "props": {"address": "tcp://127.0.0.1:1", "auto-start": False, "engine-command": "",
                    "model": "", "timeout": 12.5}},
@@ -75,6 +82,8 @@ def run(gimp, tmp_path_factory):
     photo, ref = harness.write_photos(work)
     engine = harness.Engine(harness.engine_kind(), address, work)
     engine.start()
+    xvfb, display = gimp.start_xvfb()
+    env = {"DISPLAY": display, "NEURAL_COLLAGE_TEST_DIALOG": "ok"} if display else {}
     try:
         classes = [c["name"] for c in engine.classes()]
         assert len(classes) >= 3, classes
@@ -82,7 +91,7 @@ def run(gimp, tmp_path_factory):
         cfg = {"work": gimp.inside(work), "photo": gimp.inside(photo), "reference_photo": gimp.inside(ref),
                "sel": SEL, "feather": FEATHER, "label_box": [180, 80, 50, 40], "label_class": label,
                "patch": [60, 30, 300, 200], "ref_offset": [250, 120], "feature": [60, 40, 80, 70],
-               "transplant_sel": [60, 60, 90, 80], "cases": build_cases(target, label)}
+               "transplant_sel": [60, 60, 90, 80], "cases": build_cases(target, label, bool(display))}
         (work / "cfg.json").write_text(json.dumps(cfg))
         shutil.copy(harness.HERE / "gimp_cases.py", work / "gimp_cases.py")
         batch = 'NC_CFG = "{0}/cfg.json"; exec(open("{0}/gimp_cases.py").read())'.format(gimp.inside(work))
@@ -93,9 +102,12 @@ def run(gimp, tmp_path_factory):
                 (work / "engine_stopped").write_text("1")
 
         timeout = float(os.environ.get("NC_E2E_GIMP_TIMEOUT", "300"))
-        rc, out, err = gimp.run_batch(profile, batch, timeout, on_line)
+        rc, out, err = gimp.run_batch(profile, batch, timeout, on_line, env)
     finally:
         engine.stop()
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(10)
     records = {}
     for line in out.splitlines():
         if line.startswith("NCJSON "):
@@ -105,6 +117,7 @@ def run(gimp, tmp_path_factory):
         pytest.fail(f"GIMP batch run did not finish (rc {rc}).\nstdout:\n{out[-4000:]}\n"
                     f"stderr (tail):\n{err[-6000:]}")
     result = {"records": records, "work": work, "engine": engine, "profile": profile, "stderr": err,
+              "dialogs": bool(display),
               "target": target, "label": label, "seconds": time.time() - t0, "requests": engine.requests()}
     print(f"\nGIMP e2e ({gimp.where}, {engine.kind} engine): {result['seconds']:.1f} s")
     yield result
@@ -190,6 +203,11 @@ def save_docs(run, r, stem):
     new = harness.read_raw(run["work"], n["raw"], n["fmt"], n["w"], n["h"])
     x, y = n["x"] - a["x"], n["y"] - a["y"]
     after[y:y + n["h"], x:x + n["w"]] = new
+    if "ref_raw" in n:  # show the reference layer (through its mask) where the user placed it
+        ref = harness.read_raw(run["work"], n["ref_raw"], n["fmt"], n["w"], n["h"]).astype(np.float64)
+        m = harness.read_raw(run["work"], n["refmask_raw"], "Y u8", n["w"], n["h"]).astype(np.float64) / 255
+        region = before[y:y + n["h"], x:x + n["w"]].astype(np.float64)
+        before[y:y + n["h"], x:x + n["w"]] = np.rint(region * (1 - m) + ref * m).astype(before.dtype)
     Image.fromarray(before).save(docs / f"{stem}_before.png")
     Image.fromarray(after).save(docs / f"{stem}_after.png")
 
@@ -393,3 +411,40 @@ def test_settings_procedure_writes_json(run):
 
 def test_runtime_budget(run):
     assert run["seconds"] < 180, f"the e2e session took {run['seconds']:.0f} s"
+
+
+def _needs_dialogs(run):
+    if not run["dialogs"]:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but Xvfb is missing next to GIMP (make_gimp_root.sh installs it)")
+        pytest.skip("no Xvfb next to GIMP: the dialogs cannot be opened")
+
+
+def test_interactive_label_swap_dialog(run):
+    """INTERACTIVE run mode under Xvfb: the generated dialog (with the class completion) opens, is answered
+    with OK by the plug-in's test hook, and the edit runs with the values passed in."""
+    _needs_dialogs(run)
+    r = rec(run, "interactive_swap")
+    assert "NC_DIALOG python-fu-neural-collage-label-swap shown, answering ok" in run["stderr"]
+    check_edit(run, r)
+    assert r["new"]["name"].endswith(f"-> {run['target']}")
+    if run["engine"].kind == "fake":
+        assert any(q["op"] == "classes" for q in run["requests"]), "the dialog did not ask for the class list"
+    assert "Traceback" not in run["stderr"].split("NC_DIALOG python-fu-neural-collage-label-swap")[0][-3000:]
+
+
+def test_interactive_transplant_dialog(run):
+    _needs_dialogs(run)
+    r = rec(run, "interactive_transplant")
+    assert "NC_DIALOG python-fu-neural-collage-feature-transplant shown, answering ok" in run["stderr"]
+    assert r["status"] == "success", r.get("values")
+    assert_one_layer_added(r)
+
+
+def test_interactive_settings_dialog(run):
+    _needs_dialogs(run)
+    r = rec(run, "interactive_settings")
+    assert "NC_DIALOG python-fu-neural-collage-settings shown, answering ok" in run["stderr"]
+    assert r["status"] == "success", r
+    assert "settings saved" in r["values"][0]
+    assert "does not answer" in r["values"][0]  # the engine is stopped by then: the dialog says so
