@@ -367,8 +367,9 @@ class EngineClient:
             if frames is None:
                 continue
             header, arrays = decode_message(frames, self.limits)
-            if header.get("id") != rid:
+            if header.get("id") != rid and not (header.get("id") is None and header.get("type") == "error"):
                 continue  # cancel acknowledgement, or a stale reply of an abandoned request
+            # (an error with a null id answers a request whose header the engine could not read: ours)
             last_seen = time.monotonic()
             kind = header.get("type")
             p = header["params"]

@@ -383,7 +383,9 @@ def decode_header(frame: Any, limits: Limits | None = None) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise ProtocolError(E_BAD_REQUEST, "header must be a JSON object")
     rid = header.get("id")
-    if not isinstance(rid, str) or len(rid) > MAX_ID_LENGTH:
+    if rid is None and header.get("type") == "error":
+        pass  # error reply to a request whose id could not be read
+    elif not isinstance(rid, str) or len(rid) > MAX_ID_LENGTH:
         raise ProtocolError(E_BAD_REQUEST, "header 'id' must be a string of at most %d characters"
                             % MAX_ID_LENGTH)
     if header.get("v") != PROTOCOL_VERSION or isinstance(header.get("v"), bool):

@@ -433,9 +433,12 @@ class EngineServer:
 
     @staticmethod
     def _peek_id(frames: list[Any]) -> str | None:
+        """The request id of a message rejected before full decoding, if it can be read."""
         try:
             return decode_header(frames[0]).get("id")
-        except (ProtocolError, IndexError, TypeError):
+        except ProtocolError as exc:
+            return exc.request_id
+        except (IndexError, TypeError):
             return None
 
     def _dispatch(self, identity: bytes, rid: str, op: str, params: dict[str, Any],
