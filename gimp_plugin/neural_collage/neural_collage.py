@@ -291,8 +291,7 @@ class Job:
         box = px.crop_box(region, self.lbox, self.settings["margin"])
         if box is None:
             raise UserError(f"The selection does not overlap the layer '{self.layer.get_name()}'. Select a "
-                            "region on it, or "
-                            "choose another layer.")
+                            "region on it, or choose another layer.")
         self.box = box
 
     def image_array(self, engine):
@@ -533,9 +532,12 @@ def run_edit(kind, procedure, run_mode, image, drawables, config):
         layer = pick_layer(drawables)
         engine = Engine(settings)
         if interactive:
+            # ask the engine first: a dialog is no use when the engine is down (auto-start happens here)
             classes = None
             if kind == "swap":
                 classes = fetch_classes(engine, settings)
+            else:
+                engine.call("hello", {}, timeout=min(30.0, settings["timeout"]))
             if not show_dialog(procedure, config, classes):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         job = Job(image, layer, settings)

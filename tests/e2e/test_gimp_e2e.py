@@ -190,7 +190,7 @@ def edit_requests(run):
     return [q for q in run["requests"] if q["op"] == "edit"]
 
 
-def save_docs(run, r, stem):
+def save_docs(run, r, stem, with_before=True):
     if os.environ.get("NC_E2E_SAVE_DOCS") != "1":
         return
     from PIL import Image
@@ -208,7 +208,8 @@ def save_docs(run, r, stem):
         m = harness.read_raw(run["work"], n["refmask_raw"], "Y u8", n["w"], n["h"]).astype(np.float64) / 255
         region = before[y:y + n["h"], x:x + n["w"]].astype(np.float64)
         before[y:y + n["h"], x:x + n["w"]] = np.rint(region * (1 - m) + ref * m).astype(before.dtype)
-    Image.fromarray(before).save(docs / f"{stem}_before.png")
+    if with_before:
+        Image.fromarray(before).save(docs / f"{stem}_before.png")
     Image.fromarray(after).save(docs / f"{stem}_after.png")
 
 
@@ -372,7 +373,7 @@ def test_projection(run):
         swap_key = edit_requests(run)[0]["params"]["cache_key"]
         # same image content, region and model as the first swap: the same cache key
         assert q["params"]["cache_key"].split(":")[3:] == swap_key.split(":")[3:]
-    save_docs(run, r, "projection")
+    save_docs(run, r, "projection", with_before=False)  # same photo and selection as label_swap_before
 
 
 def test_unknown_class_is_reported_and_image_untouched(run):
