@@ -561,7 +561,9 @@ def run_edit(kind, procedure, run_mode, image, drawables, config):
             out = reply.arrays.get("image")
             if kind == "swap":
                 src = class_name(rp.get("source_class"), class_name(params.get("source_class"), "?"))
-                tgt = class_name(rp.get("target_class", rp.get("target")), class_name(info["target"]))
+                tgt = info["target"]
+                if not isinstance(tgt, str):  # an id was typed: show the engine's name for it if it sent one
+                    tgt = class_name(rp.get("target_class", rp.get("target")), class_name(tgt))
                 extra = [class_name(lb["class"]) for lb in info["labels"]]
                 extra = [e for e in extra if e != tgt]
                 name = "Label swap: {} -> {}".format(src, ", ".join([tgt] + extra))

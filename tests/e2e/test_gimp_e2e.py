@@ -101,7 +101,7 @@ def run(gimp, tmp_path_factory):
                 engine.stop()
                 (work / "engine_stopped").write_text("1")
 
-        timeout = float(os.environ.get("NC_E2E_GIMP_TIMEOUT", "300"))
+        timeout = float(os.environ.get("NC_E2E_GIMP_TIMEOUT", "300" if engine.kind == "fake" else "1500"))
         rc, out, err = gimp.run_batch(profile, batch, timeout, on_line, env)
     finally:
         engine.stop()
@@ -311,7 +311,7 @@ def test_no_selection_uses_whole_layer(run):
     assert (n["x"], n["y"], n["w"], n["h"]) == (a["x"], a["y"], a["w"], a["h"])
     assert "No selection" in r["values"][1]
     new, orig, _sel = pixels(run, r)
-    assert np.abs(new - orig).mean() > 10
+    assert np.abs(new - orig).mean() > (10 if run["engine"].kind == "fake" else 1)
 
 
 def test_feature_transplant(run):
@@ -411,7 +411,8 @@ def test_settings_procedure_writes_json(run):
 
 
 def test_runtime_budget(run):
-    assert run["seconds"] < 180, f"the e2e session took {run['seconds']:.0f} s"
+    budget = float(os.environ.get("NC_E2E_BUDGET", "180" if run["engine"].kind == "fake" else "1200"))
+    assert run["seconds"] < budget, f"the e2e session took {run['seconds']:.0f} s"
 
 
 def _needs_dialogs(run):
