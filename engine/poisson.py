@@ -544,7 +544,8 @@ def _blend_cv2(t: np.ndarray, s: np.ndarray, om: np.ndarray) -> np.ndarray:
     m8[pad:-pad, pad:-pad][om] = 255
     ys, xs = np.nonzero(m8)
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    # seamlessClone centres the mask's bounding box of the source at ``p``.
+    # seamlessClone centres the mask's bounding box of the source at ``p`` (and erodes
+    # the mask argument in place: m8 is our own temporary).
     center = ((x0 + x1) // 2, (y0 + y1) // 2)
     out = cv2.seamlessClone(s3, t3, m8, center, cv2.NORMAL_CLONE)
     out = out[pad:-pad, pad:-pad].astype(np.float64)
