@@ -106,9 +106,13 @@ class Engine:
         self._started = True
         Gimp.progress_set_text("Starting the Neural Collage engine...")
         cwd = os.getcwd()
+        folder = self.settings.get("engine_cwd")
+        if folder and not os.path.isdir(folder):
+            raise UserError(f"The engine's folder {folder} (engine_cwd in {nc_settings.settings_path()}) does "
+                            "not exist. Run install.py again, or set the engine command in Settings...")
         try:
-            if self.settings.get("engine_cwd"):
-                os.chdir(self.settings["engine_cwd"])
+            if folder:
+                os.chdir(folder)
             client = self.bclient.ensure_engine(self.settings["address"], argv,
                                                 start_timeout=self.settings.get("start_timeout", 180.0))
             client.close()
@@ -701,10 +705,16 @@ def run_settings(procedure, run_mode, image, drawables, config):
             if not show_dialog(procedure, config):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         new = dict(settings)
+        try:
+            command = nc_settings.parse_command(config.get_property("engine-command"))
+        except ValueError as exc:
+            raise UserError(f"Settings not saved: the engine command cannot be read ({exc}).") from None
+        if command != settings["engine_command"]:
+            new["engine_cwd"] = ""  # the folder install.py chose belongs to the command it wrote
         new.update({
             "address": config.get_property("address"),
             "auto_start": bool(config.get_property("auto-start")),
-            "engine_command": nc_settings.parse_command(config.get_property("engine-command")),
+            "engine_command": command,
             "model": config.get_property("model") or "",
             "timeout": float(config.get_property("timeout")),
         })

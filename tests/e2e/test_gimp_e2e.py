@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,7 +35,7 @@ TRANSPLANT = "python-fu-neural-collage-feature-transplant"
 PROJECT = "python-fu-neural-collage-project"
 
 
-def build_cases(target: str, label: str, interactive: bool) -> list:
+def build_cases(target: str, label: str, interactive: bool, work_inside: str, address: str) -> list:
     swap = {"target-class": target, "strength": 1.0, "scope": "all"}
     dialogs = [
         {"name": "interactive_swap", "setup": "basic", "proc": SWAP, "props": swap, "interactive": True},
@@ -42,6 +43,16 @@ def build_cases(target: str, label: str, interactive: bool) -> list:
          "props": {"reference": "reference", "strength": 1.0, "scope": "all"}},
     ] if interactive else []
     settings_dialog = [{"name": "interactive_settings", "kind": "settings", "interactive": True, "props": {}}]
+    # auto-start: the "engine command" runs inside GIMP's world (maybe a chroot without numpy/pyzmq), so it
+    # only asks the host to start the engine (a flag file) and waits until the host says it has
+    starter = (f"touch {work_inside}/start_engine; i=0; while [ ! -e {work_inside}/engine_started ] && "
+               "[ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done")
+    autostart = [
+        {"name": "autostart_settings", "kind": "settings",
+         "props": {"address": address, "auto-start": True, "engine-command": f"sh -c '{starter}'",
+                   "model": "", "timeout": 30.0}},
+        {"name": "autostart_swap", "setup": "basic", "proc": SWAP, "props": swap},
+    ]
     return dialogs + [
         {"name": "swap_u8", "setup": "basic", "proc": SWAP, "props": swap, "save_before": True},
         {"name": "swap_labels", "setup": "labels", "proc": SWAP, "props": dict(swap, scope="local")},
@@ -65,6 +76,7 @@ def build_cases(target: str, label: str, interactive: bool) -> list:
         {"name": "_stop", "kind": "stop_engine"},
         {"name": "err_engine_stopped", "setup": "basic", "proc": SWAP, "props": swap},
         *(settings_dialog if interactive else []),
+        *autostart,
         {"name": "settings", "kind": "settings",
          "props": {"address": "tcp://127.0.0.1:1", "auto-start": False, "engine-command": "",
                    "model": "", "timeout": 12.5}},
@@ -91,7 +103,8 @@ def run(gimp, tmp_path_factory):
         cfg = {"work": gimp.inside(work), "photo": gimp.inside(photo), "reference_photo": gimp.inside(ref),
                "sel": SEL, "feather": FEATHER, "label_box": [180, 80, 50, 40], "label_class": label,
                "patch": [60, 30, 300, 200], "ref_offset": [250, 120], "feature": [60, 40, 80, 70],
-               "transplant_sel": [60, 60, 90, 80], "cases": build_cases(target, label, bool(display))}
+               "transplant_sel": [60, 60, 90, 80],
+               "cases": build_cases(target, label, bool(display), gimp.inside(work), address)}
         (work / "cfg.json").write_text(json.dumps(cfg))
         shutil.copy(harness.HERE / "gimp_cases.py", work / "gimp_cases.py")
         batch = 'NC_CFG = "{0}/cfg.json"; exec(open("{0}/gimp_cases.py").read())'.format(gimp.inside(work))
@@ -101,8 +114,21 @@ def run(gimp, tmp_path_factory):
                 engine.stop()
                 (work / "engine_stopped").write_text("1")
 
+        def restart_on_request():  # the auto-start case's engine command asks for this
+            while not done.wait(0.1):
+                if (work / "start_engine").exists():
+                    engine.start()
+                    (work / "engine_started").write_text("1")
+                    return
+
+        done = threading.Event()
+        watcher = threading.Thread(target=restart_on_request, daemon=True)
+        watcher.start()
+
         timeout = float(os.environ.get("NC_E2E_GIMP_TIMEOUT", "300" if engine.kind == "fake" else "1500"))
         rc, out, err = gimp.run_batch(profile, batch, timeout, on_line, env)
+        done.set()
+        watcher.join(200)
     finally:
         engine.stop()
         if xvfb is not None:
@@ -401,6 +427,16 @@ def test_engine_stopped(run):
     assert_untouched(r)
     msg = r["values"][0]
     assert "does not answer" in msg and "neural-collage serve" in msg and "auto-start" in msg, msg
+
+
+def test_auto_start(run):
+    """With auto-start on, a call to a stopped engine runs the configured command (with --bind appended)
+    and succeeds once the engine answers."""
+    s = rec(run, "autostart_settings")
+    assert s["status"] == "success", s
+    r = rec(run, "autostart_swap")
+    check_edit(run, r)
+    assert (Path(run["work"]) / "start_engine").exists()
 
 
 def test_settings_procedure_writes_json(run):
