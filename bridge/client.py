@@ -27,6 +27,7 @@ from typing import Any, Callable
 from .protocol import (
     DEFAULT_ADDRESS,
     E_CANCELLED,
+    E_TOO_LARGE,
     HEARTBEAT_TIMEOUT,
     PROTOCOL_VERSION,
     Array,
@@ -35,6 +36,7 @@ from .protocol import (
     ProtocolError,
     decode_message,
     encode_message,
+    frames_size,
 )
 from .zmtp import CURVE_NEEDS_PYZMQ, ZmtpError, ZmtpSocket, parse_tcp_address
 
@@ -275,6 +277,8 @@ class EngineClient:
         self.timeout = float(timeout)
         self.heartbeat_timeout = float(heartbeat_timeout)
         self.limits = limits or CLIENT_LIMITS
+        #: the engine's size limits, learnt from the last hello()
+        self.engine_limits: dict[str, Any] | None = None
         if transport == "pyzmq":
             self._transport: Any = _PyZmqTransport(address, self.limits.max_message_bytes,
                                                    curve_server_key, curve_keys, connect_timeout)
@@ -301,7 +305,13 @@ class EngineClient:
         timeout = self.timeout if timeout is None else float(timeout)
         rid = uuid.uuid4().hex
         frames = encode_message({"v": PROTOCOL_VERSION, "id": rid, "op": op,
-                                 "params": dict(params or {})}, arrays)
+                                 "params": dict(params or {})}, arrays, self.limits)
+        limit = (self.engine_limits or {}).get("max_message_bytes")
+        if isinstance(limit, int) and frames_size(frames) > limit:
+            # the engine would drop the connection (libzmq MAXMSGSIZE) rather than answer
+            raise EngineError(E_TOO_LARGE, "the request has %.1f MiB, more than the engine accepts "
+                              "(%.1f MiB; see `neural-collage serve --max-message-mb`)"
+                              % (frames_size(frames) / 2 ** 20, limit / 2 ** 20))
         self._transport.connect(timeout)
         try:
             self._transport.send(frames, timeout)
@@ -313,8 +323,10 @@ class EngineClient:
             raise
         except (ZmtpError, OSError) as exc:
             self._transport.close()
-            raise EngineUnavailable(f"lost the connection to the engine at {self.address} during {op!r} ({exc}): it "
-                                    "probably crashed or was stopped; see the engine log") from None
+            raise EngineUnavailable(
+                "lost the connection to the engine at %s during %r (%s): it probably crashed or was "
+                "stopped, or dropped a request over its size limit; see the engine log"
+                % (self.address, op, exc)) from None
         except BaseException:
             # e.g. KeyboardInterrupt or an exception from a callback: abandon the request
             self._try_cancel(rid)
@@ -322,7 +334,12 @@ class EngineClient:
             raise
 
     def hello(self, timeout: float | None = None) -> dict[str, Any]:
-        return self.call("hello", timeout=timeout).params
+        """Engine and protocol version, device, models, state ("loading"/"ready"), limits, pid."""
+        info = self.call("hello", timeout=timeout).params
+        limits = info.get("limits")
+        if isinstance(limits, dict):
+            self.engine_limits = limits
+        return info
 
     def classes(self, search: str | None = None, model: str | None = None,
                 timeout: float | None = None) -> dict[str, Any]:

@@ -379,3 +379,24 @@ def test_ensure_engine_timeout_quotes_log(tmp_path):
                       probe_timeout=0.3, connect_timeout=0.3)
     text = str(info.value)
     assert "did not become ready" in text and "line 39" in text and "line 10\n" not in text
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_request_over_engine_limit(transport):
+    from bridge.protocol import Limits
+    srv = EngineServer(FakeHandler(), bind="tcp://127.0.0.1:*", limits=Limits(max_message_bytes=1 << 20))
+    address = srv.start()
+    try:
+        c = EngineClient(address, transport=transport, timeout=1)
+        big = np.zeros((1024, 1024, 2), np.uint8)  # 2 MiB in one frame
+        with pytest.raises((EngineTimeout, EngineUnavailable)):  # libzmq drops the connection
+            c.call("project", {}, {"image": big})
+        assert c.hello()["limits"]["max_message_bytes"] == 1 << 20
+        with pytest.raises(EngineError) as info:  # now the client knows the limit
+            c.call("project", {}, {"image": big})
+        assert info.value.code == "too_large" and "--max-message-mb" in info.value.message
+        small = np.zeros((8, 8, 3), np.uint8)
+        assert c.call("project", {}, {"image": small}).arrays["recon"].shape == (8, 8, 3)
+        c.close()
+    finally:
+        srv.stop()
