@@ -336,8 +336,9 @@ def check(args, out=None) -> int:
         if ok:
             line(True, f"engine at {address} answers hello: {text}")
         else:
-            line(False, f"engine at {address} does not answer ({text}); start it with "
-                        f"'neural-collage serve --bind {address}'")
+            hint = "" if "neural-collage serve" in text else (
+                f"; start it with 'neural-collage serve --bind {address}'")
+            line(False, f"engine at {address} does not answer ({text}){hint}")
     return 1 if failures else 0
 
 
