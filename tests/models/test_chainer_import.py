@@ -300,6 +300,9 @@ def test_unmapped_missing_and_misshaped_keys_fail_loudly(tmp_path):
     with pytest.raises(ci.ChainerImportError, match="block3/c2/b: checkpoint"):
         ci.import_chainer_dir(_write(tmp_path, bad), tmp_path / "out")
     assert not (tmp_path / "out" / "config.json").exists()
+    (tmp_path / "src" / "ResNetGenerator_450000.npz").write_bytes(b"truncated download")
+    with pytest.raises(ci.ChainerImportError, match="not a readable .npz"):
+        ci.import_chainer_dir(tmp_path / "src", tmp_path / "out")
     with pytest.raises(FileNotFoundError):
         ci.import_chainer_dir(tmp_path / "nothing-here")
 
