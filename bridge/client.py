@@ -493,7 +493,11 @@ def ensure_engine(address: str = DEFAULT_ADDRESS, command: Sequence[str] | None 
         if not command:
             raise EngineUnavailable(str(exc)) from None
         log_path = log_path or default_log_path()
-        started = start_engine(command, log_path)
+        try:
+            started = start_engine(command, log_path)
+        except OSError as start_exc:
+            raise EngineUnavailable("nothing answers at %s and the engine could not be started with %r: "
+                                    "%s" % (address, " ".join(command), start_exc)) from None
     deadline = time.monotonic() + start_timeout
     last_error = "no answer"
     while time.monotonic() < deadline:

@@ -328,6 +328,12 @@ def test_ensure_engine_reuses_running_engine(server):
     c.close()
 
 
+def test_ensure_engine_command_not_found(tmp_path):
+    with pytest.raises(EngineUnavailable, match="could not be started"):
+        ensure_engine(f"tcp://127.0.0.1:{free_port()}", command=["/nonexistent/neural-collage", "serve"],
+                      log_path=str(tmp_path / "e.log"), probe_timeout=0.5, connect_timeout=0.5)
+
+
 def test_ensure_engine_without_command():
     with pytest.raises(EngineUnavailable, match="neural-collage serve"):
         ensure_engine(f"tcp://127.0.0.1:{free_port()}", command=None, probe_timeout=0.5,
