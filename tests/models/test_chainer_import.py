@@ -75,6 +75,17 @@ def chainer_encoder_small(ch, n=143, dim_z=128):
     return d | _bn("b7", flat) | {"l7/W": (dim_z, flat), "l7/b": (dim_z,), "prelu_out/W": (dim_z,)}
 
 
+def chainer_encoder_256(ch, dim_z=128):
+    """enc_models/resnetenc_256.py with n_classes=0 (plain batch norms)."""
+    d = _conv("block1", ch, 3, 3)
+    for i, (a, b) in enumerate([(1, 2), (2, 4), (4, 8), (8, 8), (8, 16), (16, 16)]):
+        cin, cout, p = ch * a, ch * b, f"block{i + 2}"
+        d |= _conv(p + "/c1", cin, cin, 3) | _conv(p + "/c2", cout, cin, 3) | _conv(p + "/c_sc", cout, cin, 1)
+        d |= _bn(p + "/b1", cin) | _bn(p + "/b2", cin)
+    flat = 16 * ch * 16
+    return d | {"l8_enc/W": (dim_z, flat), "l8_enc/b": (dim_z,), "prelu_out/W": (dim_z,)}
+
+
 def chainer_aux(dim_z=128, a=1000, zeta=10000, b=1000, learned_lr=True):
     """gen_models/resnet_256_auxab.py: the A/B links (the generator links come on top)."""
     d = {"lA1/W": (a, dim_z), "lA1/b": (a,), "lA2/W": (zeta, a), "lA2/b": (zeta,), "lB1/W": (b, zeta),
@@ -274,6 +285,25 @@ def test_registry_verify_reports_ok_then_tampering(imported):
         assert rows["encoder.safetensors"].startswith("sha256 mismatch")
         data[-1] ^= 0xFF
         p.write_bytes(bytes(data))
+
+
+def test_unconditional_256_encoder_variant(tmp_path):
+    rng = np.random.default_rng(3)
+    src = tmp_path / "src"
+    src.mkdir()
+    np.savez(src / "ResNetGenerator_450000.npz", **_random(chainer_generator(CH, G_MULTS), rng))
+    enc = _random(chainer_encoder_256(CH), rng)
+    np.savez(src / "ResNetEncoder_10.npz", **enc)
+    res = ci.import_chainer_dir(src, tmp_path / "out")
+    assert res["encoder"] == {"variant": "256", "ch": CH, "dim_z": 128, "n_classes": 0, "bottom_width": 4,
+                              "input_size": 256}
+    _, mods = ci.load_imported_dir(tmp_path / "out")
+    e = mods["encoder"]
+    assert np.array_equal(e.l8_enc.weight.detach().numpy(), enc["l8_enc/W"])
+    assert np.array_equal(e.block4.b2.avg_var.numpy(), enc["block4/b2/avg_var"])
+    with torch.no_grad():
+        assert e(torch.zeros(2, 3, 256, 256)).shape == (2, 128)
+        assert e(torch.zeros(1, 3, 100, 100)).shape == (1, 128)  # resized to the input size first
 
 
 # -- failures ----------------------------------------------------------------------------------------------------
