@@ -239,7 +239,7 @@ def _as_bytes(value: Any) -> bytes:
 
 def _unavailable_text(address: str, exc: BaseException | None) -> str:
     why = f" ({exc})" if exc is not None else ""
-    return (f"nothing answers at {address}{why}: the Neural Collage engine is not running; {START_HINT}")
+    return f"nothing answers at {address}{why}: the Neural Collage engine is not running; {START_HINT}"
 
 
 # ---------------------------------------------------------------------------
@@ -372,21 +372,24 @@ class EngineClient:
             if last_seen is None:
                 remaining = sent + timeout - now
                 if remaining <= 0:
-                    raise EngineTimeout(f"the engine at {self.address} accepted the connection but did not answer "
-                                        f"{op!r} within {timeout:.1f} s; it may be busy loading or hung (see its log)")
+                    raise EngineTimeout(
+                        "the engine at %s accepted the connection but did not answer %r within %.1f s; "
+                        "it may be hung (see its log)" % (self.address, op, timeout))
             else:
                 remaining = last_seen + self.heartbeat_timeout - now
                 if remaining <= 0:
-                    raise EngineTimeout(f"the engine at {self.address} went silent for {self.heartbeat_timeout:.1f} s while running {op!r} "
-                                        "(no heartbeat): it probably crashed or hung; see the engine "
-                                        "log and restart it")
+                    raise EngineTimeout(
+                        "the engine at %s went silent for %.1f s while running %r (no heartbeat): it "
+                        "probably crashed or hung; see the engine log and restart it"
+                        % (self.address, self.heartbeat_timeout, op))
             frames = self._transport.recv(remaining)
             if frames is None:
                 continue
             header, arrays = decode_message(frames, self.limits)
-            if header.get("id") != rid and not (header.get("id") is None and header.get("type") == "error"):
+            # an error with a null id answers a request whose header the engine could not read: ours
+            unreadable = header.get("id") is None and header.get("type") == "error"
+            if header.get("id") != rid and not unreadable:
                 continue  # cancel acknowledgement, or a stale reply of an abandoned request
-            # (an error with a null id answers a request whose header the engine could not read: ours)
             last_seen = time.monotonic()
             kind = header.get("type")
             p = header["params"]
@@ -517,8 +520,10 @@ def ensure_engine(address: str = DEFAULT_ADDRESS, command: Sequence[str] | None 
             except BridgeError:
                 pass
             client.close()
-            raise EngineUnavailable("the engine ({}) exited with code {} before answering at {}{}".format(" ".join(command or ()), started.returncode, address,
+            raise EngineUnavailable("the engine (%s) exited with code %s before answering at %s%s"
+                                    % (" ".join(command or ()), started.returncode, address,
                                        _quote_log(log_path)))
         time.sleep(0.2)
     client.close()
-    raise EngineUnavailable(f"the engine did not become ready at {address} within {start_timeout:.0f} s ({last_error}){_quote_log(log_path)}")
+    raise EngineUnavailable("the engine did not become ready at %s within %.0f s (%s)%s"
+                            % (address, start_timeout, last_error, _quote_log(log_path)))

@@ -163,7 +163,8 @@ def check_shape(dtype: Any, shape: Any, limits: Limits = DEFAULT_LIMITS,
                 name: str = "array") -> tuple[str, tuple[int, ...]]:
     """Validate a dtype name and shape against ``limits``; returns (dtype, shape tuple)."""
     if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise ProtocolError(E_BAD_REQUEST, "{}: dtype {!r} not supported (allowed: {})".format(name, dtype, ", ".join(DTYPES)))
+        raise ProtocolError(E_BAD_REQUEST, "%s: dtype %r not supported (allowed: %s)"
+                            % (name, dtype, ", ".join(DTYPES)))
     if not isinstance(shape, (list, tuple)):
         raise ProtocolError(E_BAD_REQUEST, f"{name}: shape must be a list of integers")
     if len(shape) > limits.max_dims:
@@ -172,7 +173,8 @@ def check_shape(dtype: Any, shape: Any, limits: Limits = DEFAULT_LIMITS,
     count = 1
     for dim in shape:
         if not _is_int(dim) or dim < 0:
-            raise ProtocolError(E_BAD_REQUEST, f"{name}: shape {list(shape)!r} must hold non-negative integers")
+            raise ProtocolError(E_BAD_REQUEST, "%s: shape %r must hold non-negative integers"
+                                % (name, list(shape)))
         if dim > limits.max_dim:
             raise ProtocolError(E_TOO_LARGE, "%s: dimension %d exceeds %d" % (name, dim, limits.max_dim))
         count *= dim
@@ -282,7 +284,7 @@ def _duck_dtype(obj: Any) -> tuple[str | None, Any]:
         if dstr.startswith(">") and ("<" + dstr[1:]) in _NUMPY_STR and hasattr(obj, "astype"):
             return _NUMPY_STR["<" + dstr[1:]], obj.astype("<" + dstr[1:])
         name = getattr(dt, "name", dstr)
-        raise ProtocolError(E_BAD_REQUEST, "dtype {} not supported (allowed: {})".format(name, ", ".join(DTYPES)))
+        raise ProtocolError(E_BAD_REQUEST, "dtype %s not supported (allowed: %s)" % (name, ", ".join(DTYPES)))
     return str(dt), obj
 
 
@@ -297,8 +299,8 @@ def as_array(value: Any, name: str = "array") -> Array:
     except ProtocolError as exc:
         raise ProtocolError(exc.code, f"{name}: {exc.message}") from None
     except TypeError:
-        raise ProtocolError(E_BAD_REQUEST, f"{name}: {type(value).__name__} is not an array (needs dtype, shape and the "
-                            "buffer protocol)") from None
+        raise ProtocolError(E_BAD_REQUEST, "%s: %s is not an array (needs dtype, shape and the buffer "
+                            "protocol)" % (name, type(value).__name__)) from None
 
 
 # ---------------------------------------------------------------------------

@@ -199,8 +199,9 @@ class ZmtpSocket:
             raise ZmtpError("peer speaks ZMTP %d.%d; version 3 is needed" % (major, minor))
         mechanism = data[12:32].rstrip(b"\x00")
         if mechanism != b"NULL":
-            raise ZmtpError("peer uses security mechanism {!r}; only NULL is supported without pyzmq{}".format(mechanism.decode("ascii", "replace"),
-                               " (" + CURVE_NEEDS_PYZMQ + ")" if mechanism == b"CURVE" else ""))
+            hint = " (" + CURVE_NEEDS_PYZMQ + ")" if mechanism == b"CURVE" else ""
+            raise ZmtpError("peer uses security mechanism %r; only NULL is supported without pyzmq%s"
+                            % (mechanism.decode("ascii", "replace"), hint))
         self.peer_version = (major, minor)
         meta = {"Socket-Type": self.socket_type.encode("ascii")}
         if self.socket_type in ("DEALER", "ROUTER", "REQ"):
@@ -215,7 +216,8 @@ class ZmtpSocket:
                 self.peer_metadata = decode_metadata(cdata)
                 peer_type = self.peer_metadata.get("socket-type", b"").decode("ascii", "replace")
                 if peer_type not in COMPATIBLE_PEERS:
-                    raise ZmtpError(f"peer socket type {peer_type!r} cannot talk to a {self.socket_type} socket")
+                    raise ZmtpError("peer socket type %r cannot talk to a %s socket"
+                                    % (peer_type, self.socket_type))
                 return
             if name == "ERROR":
                 raise ZmtpError(f"peer refused the connection: {_error_reason(cdata)}")
