@@ -14,7 +14,8 @@ The engine side (an EngineServer with an echo handler, and the raw echo)
 runs in a separate process, as in real use.
 
     python bench/bridge.py            # prints the table
-    from bench.bridge import run      # -> list of dicts (bench/run_all.py)
+    from bench.bridge import run      # -> list of dicts (bench/run_all.py); import it as bench.bridge
+                                      #    (or by path under another name), never as top-level "bridge"
 """
 
 # ruff: noqa: UP031
@@ -30,9 +31,11 @@ import threading
 import time
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+# This file is named like the `bridge` package: when run as a script, bench/ is on sys.path and would
+# shadow the package.  Keep the repository root first and drop bench/ itself.
+sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or os.curdir) not in (HERE, ROOT)]
 
 import numpy as np
 
