@@ -138,9 +138,12 @@ def _mask_weights(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _to_dtype(x: np.ndarray, dtype) -> np.ndarray:
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
+    """float64 -> dtype; integers are rounded (half to even) and clipped to the dtype's range."""
+    import cv2
+
+    if dtype == np.uint8 or dtype == np.uint16:
+        depth = cv2.CV_8U if dtype == np.uint8 else cv2.CV_16U
+        return cv2.add(x, 0.0, dtype=depth).reshape(x.shape)  # saturating, rounding conversion
     return x.astype(dtype)
 
 
@@ -168,16 +171,26 @@ def _neighbour_count(h: int, w: int, box, shape) -> np.ndarray:
     return deg
 
 
-def _rhs(d: np.ndarray, om: np.ndarray) -> np.ndarray:
-    """b_p = sum of the boundary mismatch d over the outside (non-Ω, in-photo) neighbours of p ∈ Ω."""
+_CROSS8 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+
+
+def _boundary(tc: np.ndarray, sc: np.ndarray, om8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(d, ring): the mismatch d = target - source (float64) on the outside neighbours of Ω, zero elsewhere."""
     import cv2
 
-    dout = d.copy()
-    dout[om] = 0.0
-    b = np.empty_like(dout)
-    cv2.filter2D(dout, -1, _CROSS, dst=b, borderType=cv2.BORDER_CONSTANT)
-    b[~om] = 0.0
-    return b
+    ring = cv2.dilate(om8, _CROSS8)
+    ring -= om8  # in-photo pixels outside Ω with a 4-neighbour in Ω
+    d = np.zeros(tc.shape, np.float64)
+    cv2.subtract(tc, sc, dst=d, mask=ring, dtype=cv2.CV_64F)
+    return d, ring
+
+
+def _rhs(d: np.ndarray, om8: np.ndarray) -> np.ndarray:
+    """b_p = sum of the boundary mismatch d (zero inside Ω) over the 4-neighbours of p, for p in Ω; 0 elsewhere."""
+    import cv2
+
+    full = cv2.filter2D(d, -1, _CROSS, borderType=cv2.BORDER_CONSTANT)
+    return cv2.copyTo(full, om8).reshape(d.shape)  # newly allocated: zero outside the mask
 
 
 def _laplacian_csr(om: np.ndarray, deg: np.ndarray):
@@ -209,15 +222,15 @@ def _laplacian_csr(om: np.ndarray, deg: np.ndarray):
 # and returns the correction u (float64, h x w x C, zero outside Ω).
 
 
-def _solve_exact(d: np.ndarray, om: np.ndarray, deg: np.ndarray) -> np.ndarray:
+def _solve_exact(b64: np.ndarray, om: np.ndarray, deg: np.ndarray) -> np.ndarray:
     import scipy.sparse.linalg as spla
 
     A = _laplacian_csr(om, deg)
-    b = _rhs(d, om)[om]
+    b = b64[om]
     lu = spla.splu(
         A.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
     )
-    u = np.zeros_like(d)
+    u = np.zeros_like(b64)
     u[om] = lu.solve(b)
     return u
 
@@ -251,11 +264,10 @@ class _Multigrid:
         self.h, self.w, self.C = h, w, channels
         # Number of grid levels: coarsen the mask until it has few cells.
         L, m = 0, om
-        while int(m.sum()) > self.COARSEST and min(m.shape) > 2:
-            hp, wp = m.shape[0] + (m.shape[0] & 1), m.shape[1] + (m.shape[1] & 1)
-            mp = np.zeros((hp, wp), bool)
-            mp[: m.shape[0], : m.shape[1]] = m
-            m = mp.reshape(hp // 2, 2, wp // 2, 2).any(axis=(1, 3))
+        while int(np.count_nonzero(m)) > self.COARSEST and min(m.shape) > 2:
+            if m.shape[0] & 1 or m.shape[1] & 1:
+                m = np.pad(m, ((0, m.shape[0] & 1), (0, m.shape[1] & 1)))
+            m = (m[0::2, 0::2] | m[0::2, 1::2]) | (m[1::2, 0::2] | m[1::2, 1::2])
             L += 1
         k = 1 << L
         hh, ww = -(-h // k) * k, -(-w // k) * k
@@ -314,13 +326,12 @@ class _Multigrid:
 
     @staticmethod
     def _coarsen(m, ex, ey, diag):
-        h, w = m.shape
-        hc, wc = h // 2, w // 2
-        mc = m.reshape(hc, 2, wc, 2).max(axis=(1, 3))
-        inner = ex[:, 0::2].reshape(hc, 2, wc).sum(1) + ey[0::2, :].reshape(hc, wc, 2).sum(2)
-        diagc = diag.reshape(hc, 2, wc, 2).sum(axis=(1, 3)) - 2 * inner
-        exc = ex[:, 1::2].reshape(hc, 2, wc - 1).sum(1)
-        eyc = ey[1::2, :].reshape(hc - 1, wc, 2).sum(2)
+        """Galerkin coarsening by 2x2 aggregation (even-sized grids): mask, edge weights, diagonal."""
+        mc = np.maximum(np.maximum(m[0::2, 0::2], m[0::2, 1::2]), np.maximum(m[1::2, 0::2], m[1::2, 1::2]))
+        inner = ex[0::2, 0::2] + ex[1::2, 0::2] + ey[0::2, 0::2] + ey[0::2, 1::2]
+        diagc = diag[0::2, 0::2] + diag[0::2, 1::2] + diag[1::2, 0::2] + diag[1::2, 1::2] - 2 * inner
+        exc = ex[0::2, 1::2] + ex[1::2, 1::2]
+        eyc = ey[1::2, 0::2] + ey[1::2, 1::2]
         return mc, exc, eyc, diagc
 
     @staticmethod
@@ -443,7 +454,7 @@ class _Multigrid:
         x += up
         return self._smooth(lvl, x, b)
 
-    def solve(self, b: np.ndarray, tol: float, maxit: int = 60) -> tuple[np.ndarray, bool, int]:
+    def solve(self, b: np.ndarray, tol: float, x0: np.ndarray | None = None, maxit: int = 60):
         """PCG on level-0 arrays (float32, all channels as one block-diagonal system).
 
         Stops when the last update is below ``tol`` in max norm (with this
@@ -451,8 +462,13 @@ class _Multigrid:
         """
         import cv2
 
-        x = np.zeros_like(b)
-        r = b.copy()
+        if x0 is None:
+            x = np.zeros_like(b)
+            r = b.copy()
+        else:  # x0 must be zero outside the active cells
+            x = x0
+            r = self.apply(x, np.empty_like(b))
+            np.subtract(b, r, out=r)
         z = self.vcycle(r)
         p = z.copy()
         rz = float(np.vdot(r, z))
@@ -474,24 +490,62 @@ class _Multigrid:
         return x, False, maxit
 
 
-def _solve_ours(d: np.ndarray, om: np.ndarray, deg: np.ndarray, box, shape, tol: float) -> np.ndarray:
+def _pull_push(d: np.ndarray, ring: np.ndarray, om8: np.ndarray, shape, scale: float = 1.0) -> np.ndarray:
+    """Cheap smooth interpolation of the boundary mismatch into Ω (the initial guess for CG).
+
+    Pull: area-average the ring values and their weights down a pyramid; push: fill
+    each level from the bilinearly enlarged coarser one where it has little data.
+    ``shape`` is the padded multigrid shape (divisible by 2 at every level used);
+    the result is multiplied by ``scale``.
+    """
+    import cv2
+
+    h, w = om8.shape
+    C = d.shape[2]
+    hh, ww = shape
+    W = np.zeros((hh, ww), np.float32)
+    W[:h, :w] = ring
+    P = np.zeros((hh, ww, C), np.float32)
+    P[:h, :w] = d
+    pyr = []
+    while min(W.shape) > 4 and W.shape[0] % 2 == 0 and W.shape[1] % 2 == 0:
+        pyr.append((W, P))
+        h2, w2 = W.shape[0] // 2, W.shape[1] // 2
+        W = cv2.resize(W, (w2, h2), interpolation=cv2.INTER_AREA)
+        P = cv2.resize(P, (w2, h2), interpolation=cv2.INTER_AREA).reshape(h2, w2, C)
+    V = P / np.maximum(W, 1e-12)[:, :, None]
+    for k in range(len(pyr) - 1, 0, -1):
+        Wk, Pk = pyr[k]
+        up = cv2.resize(V, (Wk.shape[1], Wk.shape[0]), interpolation=cv2.INTER_LINEAR).reshape(Pk.shape)
+        # V = a * Pk / Wk + (1 - a) * up with a = min(Wk 2^k, 1)
+        c = np.minimum(np.float32(1 << k), 1.0 / np.maximum(Wk, np.float32(1e-12)))
+        a = np.minimum(Wk * np.float32(1 << k), np.float32(1.0))
+        up *= (1.0 - a)[:, :, None]
+        up += Pk * c[:, :, None]
+        V = up
+    V *= np.float32(scale)
+    return cv2.resize(V, (ww, hh), interpolation=cv2.INTER_LINEAR).reshape(hh, ww, C)
+
+
+def _solve_ours(b64, d, ring, om8, om, deg, box, shape, tol: float) -> np.ndarray:
     """Multigrid-preconditioned CG (see :class:`_Multigrid`); returns u like :func:`_solve_exact`."""
     import cv2
 
     if int(np.count_nonzero(om)) <= _DIRECT_MAX:
-        return _solve_exact(d, om, deg)
+        return _solve_exact(b64, om, deg)
     h, w = om.shape
     r0, r1, c0, c1 = box
     H, W = shape
-    C = d.shape[2]
-    b64 = _rhs(d, om)
+    C = b64.shape[2]
     scale = float(cv2.norm(b64, cv2.NORM_INF))
     if scale == 0.0:
-        return np.zeros_like(d)
+        return np.zeros_like(b64)
     mg = _Multigrid(om, deg, C)
     b = np.zeros((mg.hh, mg.ww, C), np.float32)
     np.multiply(b64, 1.0 / scale, out=b[:h, :w], casting="same_kind")
-    x, ok, _ = mg.solve(b, tol / scale)
+    x0 = _pull_push(d, ring, om8, (mg.hh, mg.ww), 1.0 / scale)
+    x0 *= mg.levels[0]["mask"]  # inside Ω only (the ring values are the data)
+    x, ok, _ = mg.solve(b, tol / scale, x0)
     u = x[:h, :w].astype(np.float64)
     u *= scale
     if ok and tol / scale < 2e-5:
@@ -507,7 +561,7 @@ def _solve_ours(d: np.ndarray, om: np.ndarray, deg: np.ndarray, box, shape, tol:
             x2, ok, _ = mg.solve(b, tol / rs)
             u += x2[:h, :w].astype(np.float64) * rs
     if not ok:  # pragma: no cover - safety net, not expected to trigger
-        return _solve_exact(d, om, deg)
+        return _solve_exact(b64, om, deg)
     return u
 
 
@@ -600,31 +654,35 @@ def poisson_blend(target: np.ndarray, source: np.ndarray, mask: np.ndarray, meth
     C = t3.shape[2]
     ncol = C - 1 if C in (2, 4) else C
 
+    import cv2
+
     r0, r1, c0, c1 = box = _work_box(support)
     om = support[r0:r1, c0:c1]
+    om8 = om.astype(np.uint8)
     h, w = om.shape
     deg = _neighbour_count(h, w, box, (H, W))
     tb, sb = t3[r0:r1, c0:c1], s3[r0:r1, c0:c1]
-    tc = tb[:, :, :ncol].astype(np.float64)
-    sc = sb[:, :, :ncol].astype(np.float64)
+    tc = np.ascontiguousarray(tb[:, :, :ncol])
+    sc = np.ascontiguousarray(sb[:, :, :ncol])
 
     if support.all():
         # No Dirichlet boundary: f is defined up to a constant; match the target's mean.
-        fc = sc + (tc - sc).mean(axis=(0, 1))
+        diff = tc.astype(np.float64) - sc
+        fc = diff.mean(axis=(0, 1)) + sc
     elif method == "cv2":
         fc = _blend_cv2(t3[:, :, :ncol], s3[:, :, :ncol], support)[r0:r1, c0:c1]
     else:
-        d = tc - sc
+        d, ring = _boundary(tc, sc, om8)
+        b64 = _rhs(d, om8)
         if method == "exact":
-            u = _solve_exact(d, om, deg)
+            fc = _solve_exact(b64, om, deg)
         else:
             # Stop when the CG update falls below ``tol`` (the remaining error is then
             # about a third of it): 0.5 levels keeps ours within one level of the exact
             # solve after rounding; float images are solved to ~3e-6.
             tol = 0.5 if np.issubdtype(target.dtype, np.integer) else 1e-5
-            u = _solve_ours(d, om, deg, box, (H, W), tol)
-        fc = sc
-        fc += u
+            fc = _solve_ours(b64, d, ring, om8, om, deg, box, (H, W), tol)
+        fc += sc  # f = source + correction
 
     wb = weights[r0:r1, c0:c1]
     if not np.array_equal(wb > 0, wb >= 1.0):  # soft mask: mask * poisson + (1 - mask) * target
@@ -638,7 +696,5 @@ def poisson_blend(target: np.ndarray, source: np.ndarray, mask: np.ndarray, meth
         alpha = ta + wb * (sb[:, :, ncol] - ta)
         res = np.concatenate([res, _to_dtype(alpha, target.dtype)[:, :, None]], axis=2)
     out = t3.copy()
-    import cv2
-
-    cv2.copyTo(res, om.astype(np.uint8), out[r0:r1, c0:c1])
+    cv2.copyTo(res, om8, out[r0:r1, c0:c1])
     return out if target.ndim == 3 else out[:, :, 0]
