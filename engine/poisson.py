@@ -42,34 +42,44 @@ Channels: H x W (gray), H x W x 1, H x W x 3 (RGB) and H x W x 2 / H x W x 4
 (gray/RGB + alpha).  Colour channels are Poisson-solved independently (one
 matrix / preconditioner shared by all channels).  Alpha is *not* Poisson-solved:
 it is composited linearly, ``mask * source_alpha + (1 - mask) * target_alpha``;
-when the source carries the photo's own alpha (as ``Crop.to_photo`` output
+when the source carries the photo's own alpha (as ``Crop.paste_back`` output
 does) the result's alpha is exactly the target's.
+
+Typical use with engine/crops.py::
+
+    source = crop.paste_back(photo, edited_crop)   # edited GAN output back in the photo
+    result = poisson_blend(photo, source, selection_mask)
 
 Precision: all arithmetic at the interfaces (right-hand side, final
 composite) is float64; integer results are rounded and clipped to the dtype's
 range, float results are returned as float (not clipped).  ``method="ours"``
 runs its iterations in float32 on the *correction* u (which is then added in
-float64) with a tolerance of 0.05 levels for integer images (1e-6 for float
-images) and falls back to the exact solve if it ever fails to converge.
+float64), stops when the CG update is below 0.5 levels for integer images
+(1e-5 for float images, plus one float64 refinement step) and falls back to the
+exact solve if it ever fails to converge.
 
 Methods
 -------
 ``"exact"``  sparse direct solve (scipy SuperLU, minimum-degree ordering, one
              factorisation for all channels) on the support pixels.  The
              reference; slow for large masks (~30 s at 2048 px with a 40 % mask).
-``"ours"``   preconditioned conjugate gradients with an aggregation multigrid
-             V-cycle (fine level on the pixel grid with OpenCV stencils, coarse
-             levels as Galerkin-contracted sparse matrices, direct solve at the
-             coarsest level).  Same discretisation as ``"exact"``; typically
-             within 0.05 levels of it.  Small problems are solved directly.
+``"ours"``   conjugate gradients (float32) preconditioned by an aggregation
+             multigrid V-cycle whose levels all live on pixel grids (OpenCV
+             stencils plus a sparse correction along the selection's edge,
+             direct solve at the coarsest level), started from a pull-push
+             interpolation of the boundary mismatch.  Same discretisation as
+             ``"exact"``: within ~0.2 levels of it before rounding, so at most
+             one level apart after (a few % of the pixels).  Selections of up to
+             ``_DIRECT_MAX`` pixels are solved directly.
 ``"cv2"``    ``cv2.seamlessClone(..., NORMAL_CLONE)``: uint8 only (gray is
              expanded to RGB and back).  OpenCV solves its own discretisation on
              the mask's bounding box (see the tests for how far it is from the
              exact solution) and misbehaves when the mask touches the image
              border, so the images are padded by reflection before the call;
              its pixels are then composited with the mask as above.
-``"auto"``   ``"ours"`` (correct for every dtype and channel layout, and as
-             fast as or faster than OpenCV, see ``bench/poisson.py``).
+``"auto"``   ``"ours"``: correct for every dtype and channel layout, about as
+             fast as OpenCV (see ``bench/poisson.py``) and, unlike it, solving
+             the actual Pérez problem.
 """
 
 from __future__ import annotations
@@ -541,6 +551,8 @@ def _solve_ours(b64, d, ring, om8, om, deg, box, shape, tol: float) -> np.ndarra
     if scale == 0.0:
         return np.zeros_like(b64)
     mg = _Multigrid(om, deg, C)
+    if not mg.levels:  # so small or thin that the coarsest level is the whole problem
+        return _solve_exact(b64, om, deg)
     b = np.zeros((mg.hh, mg.ww, C), np.float32)
     np.multiply(b64, 1.0 / scale, out=b[:h, :w], casting="same_kind")
     x0 = _pull_push(d, ring, om8, (mg.hh, mg.ww), 1.0 / scale)
