@@ -211,8 +211,9 @@ class Crop:
         return min(max(pos, limit - side), 0)
 
     @classmethod
-    def for_mask(cls, mask: np.ndarray, margin: float = 0.25, min_size: int = 16, threshold: float = 0,
-                 dtype=None) -> Crop:
+    def for_mask(
+        cls, mask: np.ndarray, margin: float = 0.25, min_size: int = 16, threshold: float = 0, dtype=None
+    ) -> Crop:
         """``Crop.around(region_from_mask(mask), mask.shape, ...)``."""
         return cls.around(region_from_mask(mask, threshold), np.asarray(mask).shape, margin, min_size, dtype)
 
@@ -249,7 +250,7 @@ class Crop:
         if color.ndim == 2:
             color = color[:, :, None]
         x, y, w, h = self.inside
-        part = to_unit_float(color[y:y + h, x:x + w])
+        part = to_unit_float(color[y : y + h, x : x + w])
         patch = self._cut_part(part)
         return _resize(patch, int(size), clip=is_int)
 
@@ -276,7 +277,7 @@ class Crop:
             raise CropError(f"The mask has shape {mask.shape}: expected H x W.")
         self._check_photo(mask)
         x, y, w, h = self.inside
-        part = to_unit_float(mask[y:y + h, x:x + w])
+        part = to_unit_float(mask[y : y + h, x : x + w])
         if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != np.bool_:
             part = np.clip(part, 0.0, 1.0)
         out = _resize(self._cut_part(part[:, :, None]), int(size), clip=True)
@@ -304,7 +305,7 @@ class Crop:
         big = _resize(edited, self.side, clip=is_int)
         top, _bottom, left, _right = self.pad
         x, y, w, h = self.inside
-        patch = big[top:top + h, left:left + w]
+        patch = big[top : top + h, left : left + w]
         out = from_unit_float(patch, dtype)
         return (out[:, :, 0] if squeeze else out), (x, y)
 
@@ -322,7 +323,7 @@ class Crop:
         out = photo.copy()
         h, w = patch.shape[:2]
         if photo.ndim == 2:
-            out[y:y + h, x:x + w] = patch if patch.ndim == 2 else patch[:, :, 0]
+            out[y : y + h, x : x + w] = patch if patch.ndim == 2 else patch[:, :, 0]
         else:
-            out[y:y + h, x:x + w, :ncol] = patch.reshape(h, w, ncol)
+            out[y : y + h, x : x + w, :ncol] = patch.reshape(h, w, ncol)
         return out

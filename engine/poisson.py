@@ -120,7 +120,7 @@ def place_patch(target: np.ndarray, patch: np.ndarray, xy: tuple[int, int]) -> n
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + pw, W), min(y + ph, H)
     out = target.copy()
     if x1 > x0 and y1 > y0:
-        out[y0:y1, x0:x1] = patch[y0 - y:y1 - y, x0 - x:x1 - x].astype(target.dtype, copy=False)
+        out[y0:y1, x0:x1] = patch[y0 - y : y1 - y, x0 - x : x1 - x].astype(target.dtype, copy=False)
     return out
 
 
@@ -220,9 +220,7 @@ def _laplacian_csr(om: np.ndarray, deg: np.ndarray):
         rows += [i, j]
         cols += [j, i]
         vals += [-np.ones(len(i)), -np.ones(len(i))]
-    A = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
+    A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     return A
 
 
@@ -314,8 +312,10 @@ class _Multigrid:
                 "buf": [np.zeros(m.shape + (channels,), np.float32) for _ in range(4)],
             }
             lev["rows"], lev["band"] = self._band(act, ex, ey, diag, s)
-            lev["w"] = [np.repeat((winv * np.float32(c2))[:, :, None], channels, axis=2)
-                        for _c1, c2 in self._chebyshev(2)]
+            lev["w"] = [
+                np.repeat((winv * np.float32(c2))[:, :, None], channels, axis=2)
+                for _c1, c2 in self._chebyshev(2)
+            ]
             self.levels.append(lev)
         self.c1 = self._chebyshev(2)[1][0]
 
@@ -623,7 +623,9 @@ def _blend_cv2(t: np.ndarray, s: np.ndarray, om: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- public API
 
 
-def poisson_blend(target: np.ndarray, source: np.ndarray, mask: np.ndarray, method: str = "auto") -> np.ndarray:
+def poisson_blend(
+    target: np.ndarray, source: np.ndarray, mask: np.ndarray, method: str = "auto"
+) -> np.ndarray:
     """Blend ``source`` into ``target`` inside ``mask`` by Poisson image editing.
 
     target: the full photo, H x W or H x W x C (C in 1..4), uint8/uint16/float32/float64.

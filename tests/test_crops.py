@@ -71,7 +71,7 @@ def test_regions_at_borders_and_corners(region):
     img = photo(H, W)
     x = c.extract(img, c.side)
     x0, y0 = c.x0, c.y0
-    np.testing.assert_array_equal(from_unit_float(x, np.uint8), img[y0:y0 + c.side, x0:x0 + c.side])
+    np.testing.assert_array_equal(from_unit_float(x, np.uint8), img[y0 : y0 + c.side, x0 : x0 + c.side])
 
 
 def test_region_partly_outside_is_clipped_and_outside_rejected():
@@ -86,7 +86,9 @@ def test_region_partly_outside_is_clipped_and_outside_rejected():
 def test_tiny_region_message():
     with pytest.raises(CropError) as e:
         Crop.around((5, 5, 9, 7), (100, 100))
-    assert str(e.value) == "The region is 9x7 px; Neural Collage needs at least 16 px: select a larger region."
+    assert (
+        str(e.value) == "The region is 9x7 px; Neural Collage needs at least 16 px: select a larger region."
+    )
     assert isinstance(e.value, ValueError)
     Crop.around((5, 5, 16, 3), (100, 100))  # longest side counts
     with pytest.raises(CropError, match="at least 32 px"):
@@ -126,8 +128,8 @@ def test_padding_when_photo_is_smaller_than_the_square():
     x = c.extract(img, 60)
     assert x.shape == (60, 60, 3) and x.dtype == np.float32
     # padding replicates the edge rows
-    inside = to_unit_float(img[:, c.x0:c.x0 + 60])
-    np.testing.assert_array_equal(x[top:top + 30], inside)
+    inside = to_unit_float(img[:, c.x0 : c.x0 + 60])
+    np.testing.assert_array_equal(x[top : top + 30], inside)
     for r in range(top):
         np.testing.assert_array_equal(x[r], inside[0])
     for r in range(bottom):
@@ -175,7 +177,7 @@ def test_uint16_round_trip_through_gan_resolution():
         x0, y0, w, h = c.inside
         diff = np.abs(back.astype(np.int64) - img.astype(np.int64))
         outside = np.ones(img.shape[:2], bool)
-        outside[y0:y0 + h, x0:x0 + w] = False
+        outside[y0 : y0 + h, x0 : x0 + w] = False
         assert diff[outside].max() == 0  # untouched outside the box
         # resampling error only: small on average for this smooth-ish photo (and bounded)
         assert diff.mean() / 65535 < (0.02 if size == 64 else 0.01)
@@ -211,7 +213,7 @@ def test_channels_gray_and_alpha():
     out = c.paste_back(rgba, edited)
     assert np.array_equal(out[:, :, 3], rgba[:, :, 3])  # alpha kept
     x0, y0, w, h = c.inside
-    np.testing.assert_array_equal(out[y0:y0 + h, x0:x0 + w, :3], 255 - rgba[y0:y0 + h, x0:x0 + w, :3])
+    np.testing.assert_array_equal(out[y0 : y0 + h, x0 : x0 + w, :3], 255 - rgba[y0 : y0 + h, x0 : x0 + w, :3])
 
     gray = rgba[:, :, 0]
     xg = c.extract(gray, 48)
@@ -233,7 +235,7 @@ def test_mask_to_crop():
     mc = c.mask_to_crop(m, c.side)
     assert mc.dtype == np.float32 and mc.shape == (60, 60)
     x0, y0 = c.x0, c.y0
-    np.testing.assert_array_equal(mc, (m[y0:y0 + 60, x0:x0 + 60] > 0).astype(np.float32))
+    np.testing.assert_array_equal(mc, (m[y0 : y0 + 60, x0 : x0 + 60] > 0).astype(np.float32))
     small = c.mask_to_crop(m > 0, 30)
     assert small.shape == (30, 30) and 0 <= small.min() and small.max() <= 1
     assert abs(small.mean() - mc.mean()) < 1e-6  # area averaging keeps the mass

@@ -103,7 +103,7 @@ def test_ours_matches_exact_uint8(force_multigrid, maker, n, mask):
         m = blob_mask(n, 5)
     else:  # reaching over the top-left corner and the right border
         m = ellipse_mask(n, cx=n // 6, cy=n // 5, ax=n // 2, ay=n // 3)
-        m[n // 2:, -20:] = 255
+        m[n // 2 :, -20:] = 255
     exact = poisson_blend(t, s, m, method="exact")
     ours = poisson_blend(t, s, m, method="ours")
     auto = poisson_blend(t, s, m)
