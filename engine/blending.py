@@ -6,8 +6,8 @@ replaced by  sum_i M_i * U_i(F_i),  with M_0 = 1 - sum_{i>0} M_i.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -2,8 +2,8 @@
 (spatial feature blending, eq. 3), alone or together in one batched forward pass."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -27,7 +27,9 @@ def layer_count(G: CollageGenerator) -> int:
     return max(s.layer for s in G.norm_sites()) + 1
 
 
-def norm_site_strengths(G: CollageGenerator, layers="all", layer_strengths: Sequence[float] | None = None) -> list[float]:
+def norm_site_strengths(
+    G: CollageGenerator, layers="all", layer_strengths: Sequence[float] | None = None
+) -> list[float]:
     """Per norm site factor in [0, 1]: 1 on the selected layers (times an optional per-layer strength), else 0."""
     n = layer_count(G)
     chosen = set(parse_layers(layers, n, "layer"))

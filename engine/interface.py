@@ -12,8 +12,8 @@ sCBN (engine.scbn), blending (engine.blending), projection and the server only u
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ class CollageContext:
         self.blend_plan = blend
 
     @classmethod
-    def plain(cls, labels: torch.Tensor) -> "CollageContext":
+    def plain(cls, labels: torch.Tensor) -> CollageContext:
         return cls(ClassMap.uniform(labels))
 
     def class_map(self, site: int) -> ClassMap:

@@ -10,8 +10,8 @@ J weight planes, so a 1000-class model costs no more than a 2-class one.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,12 +50,12 @@ class ClassMap:
         return self.classes.shape[0]
 
     @classmethod
-    def uniform(cls, labels: torch.Tensor) -> "ClassMap":
+    def uniform(cls, labels: torch.Tensor) -> ClassMap:
         """Plain conditional generation: one class per sample everywhere."""
         return cls(labels.long().reshape(-1, 1))
 
     @classmethod
-    def from_regions(cls, base: torch.Tensor, regions: Sequence[Region], size: tuple[int, int]) -> "ClassMap":
+    def from_regions(cls, base: torch.Tensor, regions: Sequence[Region], size: tuple[int, int]) -> ClassMap:
         """Base class everywhere, then each region adds ``strength * mask`` of its class.
 
         Where the regions' weights add up to more than 1 they are rescaled to sum to 1; the base class takes
@@ -83,7 +83,7 @@ class ClassMap:
         classes = torch.stack([base] + [torch.full_like(base, int(r.class_id)) for r in regions], dim=1)
         return cls(classes, weights)
 
-    def with_strength(self, factor: float) -> "ClassMap":
+    def with_strength(self, factor: float) -> ClassMap:
         """Scale every region's weight by ``factor`` (per-layer strength); the base class takes the rest."""
         if self.weights is None or factor == 1.0:
             return self
@@ -104,11 +104,11 @@ class ClassMap:
             self._cache[key] = wt
         return self._cache[key]
 
-    def to(self, device: torch.device) -> "ClassMap":
+    def to(self, device: torch.device) -> ClassMap:
         return ClassMap(self.classes.to(device), None if self.weights is None else self.weights.to(device))
 
     @staticmethod
-    def cat(maps: Sequence["ClassMap"]) -> "ClassMap":
+    def cat(maps: Sequence[ClassMap]) -> ClassMap:
         """Stack the class maps of several streams along the batch (padding J with zero-weight columns)."""
         if all(m.weights is None for m in maps):
             return ClassMap(torch.cat([m.classes for m in maps], dim=0))

@@ -50,7 +50,7 @@ class SNGANConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SNGANConfig":
+    def from_dict(cls, d: dict) -> SNGANConfig:
         d = dict(d)
         d["gen_mults"] = tuple(d["gen_mults"])
         d["dis_mults"] = tuple(d["dis_mults"])

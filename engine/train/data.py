@@ -187,7 +187,7 @@ def _load_rgb(pkg: str, path: str, zips: dict) -> np.ndarray:
             data = zips[pkg].read(path)
         except KeyError:
             raise FileNotFoundError(f"{path} not found in {UFOAI_PK3} (package {pkg}); "
-                                    f"reinstall: apt-get install --reinstall {pkg}")
+                                    f"reinstall: apt-get install --reinstall {pkg}") from None
         im = Image.open(io.BytesIO(data))
     else:
         if not os.path.exists(path):
@@ -299,7 +299,7 @@ class TextureSet:
 
     @classmethod
     def load(cls, root: str = ".cache/textures", split: str = "train",
-             min_size: int = 64, scales=SCALES) -> "TextureSet":
+             min_size: int = 64, scales=SCALES) -> TextureSet:
         if split not in ("train", "heldout"):
             raise ValueError("split must be 'train' or 'heldout'")
         man_path = os.path.join(root, "manifest.json")

@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     t_last_ckpt = time.time()
     t0 = time.time()
     spent0 = spent
-    log = open(out / "log.txt", "a")
+    log = open(out / "log.txt", "a")  # noqa: SIM115 - open for the whole run
     G.train()
     D.train()
     G_ema.train()

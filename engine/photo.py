@@ -1,0 +1,256 @@
+"""Editing real photos (paper §4, Fig. 5): crop the region of interest, project it onto the generator's
+manifold, edit the latent's rendering with sCBN and/or feature blending, and Poisson-blend the edit back
+into the full-resolution photo inside the (soft) mask.  Nothing outside the mask changes.
+
+Used by the CLI (`swap`/`blend`/`project` with --input) and by the server's `edit` op.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from engine.collage import Reference, feature_blend, label_swap
+from engine.crops import Crop, CropError, region_from_mask, split_alpha
+from engine.models.bundle import ModelBundle
+from engine.poisson import place_patch, poisson_blend
+from engine.projection import ProjectionResult, Projector
+from engine.scbn import Region
+
+Progress = Callable[[str, int, int, float], None]
+MIN_REGION = 16
+
+
+class EditError(ValueError):
+    """Bad input for a photo edit; the message is one clear line for the user."""
+
+
+@dataclass
+class SwapSpec:
+    target: int
+    strength: float = 1.0
+    layers: object = "all"
+    labels: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # (class, photo-space map, strength)
+
+
+@dataclass
+class BlendSpec:
+    strength: float = 1.0
+    layers: object = "all"
+    shift: tuple[int, int] = (0, 0)  # image-space: reference content at p lands at p + shift
+
+
+@dataclass
+class EditResult:
+    image: np.ndarray  # the full photo, edited inside the mask, same shape and dtype as the input
+    recon: np.ndarray | None
+    source_class: int
+    loss: float
+    reference_class: int | None = None
+
+
+class ProjectionCache:
+    """Projections by key (image, layer, region, model), so the edits that follow a projection are quick."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._d: OrderedDict[str, ProjectionResult] = OrderedDict()
+
+    def get(self, key: str | None):
+        if key is None or key not in self._d:
+            return None
+        self._d.move_to_end(key)
+        return self._d[key]
+
+    def put(self, key: str | None, value: ProjectionResult) -> None:
+        if key is None:
+            return
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+
+def _soft_mask(mask: np.ndarray) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[:, :, 0]
+    if m.ndim != 2:
+        raise EditError(f"the mask has shape {m.shape}: expected H x W")
+    if m.dtype == np.uint8:
+        return m.astype(np.float32) / 255.0
+    if m.dtype == np.uint16:
+        return m.astype(np.float32) / 65535.0
+    if m.dtype == np.bool_:
+        return m.astype(np.float32)
+    return np.clip(m.astype(np.float32), 0.0, 1.0)
+
+
+def to_model_input(crop01: np.ndarray, device) -> torch.Tensor:
+    """[R, R, C] in [0, 1] (C = 1 or 3) -> [1, 3, R, R] in [-1, 1]."""
+    x = crop01 if crop01.shape[2] == 3 else np.repeat(crop01[:, :, :1], 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float().to(device) * 2.0 - 1.0
+
+
+def from_model_output(x: torch.Tensor, channels: int) -> np.ndarray:
+    """[1, 3, R, R] in [-1, 1] -> [R, R, channels] in [0, 1] (gray: Rec. 601 luma)."""
+    a = ((x[0].detach().float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy()
+    if channels == 1:
+        return (a @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+    return a
+
+
+class PhotoEditor:
+    def __init__(self, bundle: ModelBundle, cache: ProjectionCache | None = None):
+        self.b = bundle
+        self.G = bundle.generator
+        self.projector = Projector(bundle)
+        self.cache = cache or ProjectionCache()
+
+    @property
+    def size(self) -> int:
+        return self.G.resolution
+
+    def crop_for(self, image: np.ndarray, mask: np.ndarray | None, region) -> Crop:
+        h, w = image.shape[:2]
+        if region is None:
+            if mask is None:
+                region = (0, 0, w, h)
+            else:
+                try:
+                    region = region_from_mask(mask)
+                except CropError as exc:
+                    raise EditError(str(exc)) from None
+        try:
+            return Crop.around(tuple(int(v) for v in region), image.shape, margin=0.25, min_size=MIN_REGION,
+                               dtype=image.dtype)
+        except CropError as exc:
+            raise EditError(str(exc)) from None
+
+    def project(self, x: torch.Tensor, class_id, steps: int, key: str | None, progress: Progress | None,
+                stage: str = "projection") -> ProjectionResult:
+        cached = self.cache.get(key)
+        if cached is not None and (class_id is None or cached.class_id == class_id):
+            if progress:
+                progress(stage, steps, steps, cached.loss)
+            return cached
+
+        def prog(s, step, total, loss):
+            if progress:
+                progress(stage if s == "projection" else s, step, total, loss)
+
+        res = self.projector.project(x, class_id=class_id, steps=steps, progress=prog)
+        self.cache.put(key, res)
+        return res
+
+    def edit(
+        self, image: np.ndarray, mask: np.ndarray | None = None, *, region=None, swap: SwapSpec | None = None,
+        blend: BlendSpec | None = None, reference: np.ndarray | None = None, reference_region=None,
+        reference_mask: np.ndarray | None = None,
+        source_class: int | None = None, reference_class: int | None = None, steps: int = 200,
+        poisson: bool = True, cache_key: str | None = None, return_recon: bool = False,
+        progress: Progress | None = None, latent: ProjectionResult | None = None,
+    ) -> EditResult:
+        image = np.asarray(image)
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+            raise EditError(f"the image has shape {image.shape}: expected H x W or H x W x C with C in 1-4")
+        if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+            raise EditError(f"unsupported image type {image.dtype}: use 8-bit, 16-bit or float images")
+        if blend is not None and reference is None:
+            raise EditError("feature blending needs a reference image")
+        h, w = image.shape[:2]
+        soft = _soft_mask(mask) if mask is not None else np.ones((h, w), np.float32)
+        if soft.shape != (h, w):
+            raise EditError(f"the mask is {soft.shape[1]}x{soft.shape[0]} but the image is {w}x{h}")
+        if not (soft > 0).any():
+            raise EditError("the selection/mask is empty: select the region to edit")
+        if region is None and blend is not None and reference_mask is not None and reference_region is None:
+            # the crop must hold both the target region and the reference's feature region
+            rm = _soft_mask(reference_mask)
+            if rm.shape == (h, w) and (rm > 0).any() and (soft > 0).any():
+                a, b = region_from_mask(soft), region_from_mask(rm)
+                x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+                x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+                region = (x0, y0, x1 - x0, y1 - y0)
+        crop = self.crop_for(image, soft, region)
+        color, _alpha = split_alpha(image)
+        channels = 1 if color.ndim == 2 or color.shape[2] == 1 else 3
+        R = self.size
+        dev = self.G.device
+        x = to_model_input(crop.extract(image, R), dev)
+        proj = latent or self.project(x, source_class, steps, cache_key, progress)
+        m = torch.from_numpy(crop.mask_to_crop(soft, R)).to(dev)
+        z, cls = proj.z, proj.class_id
+        ref_cls = None
+        with torch.no_grad():
+            recon_t = self.projector.generate(z, cls)
+            regions = []
+            if swap is not None:
+                regions.append(Region(swap.target, m, swap.strength))
+                for c, lab, s in swap.labels:
+                    lab_soft = _soft_mask(lab)
+                    if lab_soft.shape != (h, w):
+                        raise EditError(f"label map for class {c} is {lab_soft.shape[1]}x{lab_soft.shape[0]}, "
+                                        f"the image is {w}x{h}")
+                    regions.append(Region(c, torch.from_numpy(crop.mask_to_crop(lab_soft, R)).to(dev), s))
+            layers = swap.layers if swap is not None else "all"
+        if blend is not None:
+            ref_img = np.asarray(reference)
+            rcrop = self.crop_for(ref_img, None, reference_region) if reference_region is not None else None
+            if rcrop is None:
+                if ref_img.shape[:2] != (h, w):
+                    raise EditError("the reference must have the image's size, or give its region")
+                rcrop = crop
+            xr = to_model_input(rcrop.extract(ref_img, R), dev)
+            rkey = None if cache_key is None else cache_key + ":reference"
+            rproj = self.project(xr, reference_class, steps, rkey, progress, stage="reference projection")
+            ref_cls = rproj.class_id
+            scale = R / crop.side
+            shift = (int(round(blend.shift[0] * scale)), int(round(blend.shift[1] * scale)))
+            ref = Reference(rproj.z, rproj.class_id, m, shift)
+            out_t = feature_blend(self.G, z, cls, [ref], layers=blend.layers, strength=blend.strength,
+                                  regions=regions, scbn_layers=layers)
+        elif regions:
+            out_t = label_swap(self.G, z, cls, regions, layers=layers)
+        else:
+            out_t = recon_t
+        edited = from_model_output(out_t, channels)
+        result = self.compose(image, crop, edited, soft, poisson)
+        recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
+        return EditResult(result, recon, cls, float(proj.loss), ref_cls)
+
+    @staticmethod
+    def compose(image: np.ndarray, crop: Crop, edited01: np.ndarray, soft: np.ndarray, poisson: bool) -> np.ndarray:
+        """Put the edited crop back: Poisson blending inside the mask, or a soft paste; outside the mask the
+        photo is returned byte for byte."""
+        color, alpha = split_alpha(image)
+        squeeze = color.ndim == 2
+        col = color[:, :, None] if squeeze else color
+        patch, xy = crop.to_photo(edited01, image.dtype)
+        patch = patch.reshape(patch.shape[0], patch.shape[1], -1)
+        src = place_patch(col, patch, xy)
+        # only the crop box can change: restrict the mask to it
+        x, y, w, h = crop.inside
+        m = np.zeros_like(soft)
+        m[y:y + h, x:x + w] = soft[y:y + h, x:x + w]
+        if poisson:
+            out = poisson_blend(col, src, m)
+        else:
+            mm = m[:, :, None]
+            outf = mm * src.astype(np.float64) + (1 - mm) * col.astype(np.float64)
+            out = np.where(mm > 0, _cast(outf, image.dtype), col)
+        if squeeze:
+            out = out[:, :, 0]
+        if alpha is not None:
+            out = np.concatenate([out.reshape(*out.shape[:2], -1), alpha.reshape(*alpha.shape[:2], 1)], axis=2)
+        return out.astype(image.dtype, copy=False)
+
+
+def _cast(x: np.ndarray, dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
+    return x.astype(dtype)
