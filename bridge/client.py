@@ -102,7 +102,7 @@ def load_public_key(key: Any) -> bytes:
     key = str(key).strip()
     if len(key) == 40 and not os.path.exists(key):
         return key.encode("ascii")
-    with open(key, "r", encoding="utf-8") as fh:
+    with open(key, encoding="utf-8") as fh:
         text = fh.read()
     match = re.search(r'public-key\s*=\s*"([^"]{40})"', text)
     if match:
