@@ -65,7 +65,7 @@ def test_regions_at_borders_and_corners(region):
     c = Crop.around(region, (H, W))
     assert c.side == round(max(region[2:]) * 1.5)
     # shifted inside the photo, no padding needed
-    assert 0 <= c.x0 and c.x0 + c.side <= W and 0 <= c.y0 and c.y0 + c.side <= H
+    assert c.x0 >= 0 and c.x0 + c.side <= W and c.y0 >= 0 and c.y0 + c.side <= H
     assert c.pad == (0, 0, 0, 0)
     assert contains(c, region)
     img = photo(H, W)
@@ -171,7 +171,7 @@ def test_uint16_round_trip_through_gan_resolution():
     c = Crop.around((100, 120, 150, 130), img.shape)  # side 225
     for size in (64, 256):
         x = c.extract(img, size)
-        assert x.shape == (size, size, 3) and 0 <= x.min() and x.max() <= 1
+        assert x.shape == (size, size, 3) and x.min() >= 0 and x.max() <= 1
         back = c.paste_back(img, x)
         assert back.dtype == np.uint16
         x0, y0, w, h = c.inside
@@ -237,7 +237,7 @@ def test_mask_to_crop():
     x0, y0 = c.x0, c.y0
     np.testing.assert_array_equal(mc, (m[y0 : y0 + 60, x0 : x0 + 60] > 0).astype(np.float32))
     small = c.mask_to_crop(m > 0, 30)
-    assert small.shape == (30, 30) and 0 <= small.min() and small.max() <= 1
+    assert small.shape == (30, 30) and small.min() >= 0 and small.max() <= 1
     assert abs(small.mean() - mc.mean()) < 1e-6  # area averaging keeps the mass
     soft = c.mask_to_crop(np.clip(m / 255 * 1.5, 0, 1.5), 64)  # float masks are clipped to [0, 1]
     assert soft.max() <= 1
