@@ -382,7 +382,7 @@ def cmd_project(args) -> int:
     ed = PhotoEditor(b)
     try:
         crop = ed.crop_for(photo, None, region)
-        x = to_model_input(crop.extract(photo, ed.size), b.generator.device)
+        x = to_model_input(crop.extract(photo, ed.work_size(crop.side)), b.generator.device)
         source = class_id(b, args.class_) if args.class_ is not None else None
         res = ed.projector.project(x, class_id=source, steps=args.steps, progress=progress_printer(args.quiet))
     except (EditError, CropError) as exc:

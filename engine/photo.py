@@ -104,15 +104,26 @@ def from_model_output(x: torch.Tensor, channels: int) -> np.ndarray:
 
 
 class PhotoEditor:
-    def __init__(self, bundle: ModelBundle, cache: ProjectionCache | None = None):
+    def __init__(self, bundle: ModelBundle, cache: ProjectionCache | None = None, max_work_size: int = 128):
         self.b = bundle
         self.G = bundle.generator
         self.projector = Projector(bundle)
         self.cache = cache or ProjectionCache()
+        self.max_work_size = max_work_size
 
     @property
     def size(self) -> int:
         return self.G.resolution
+
+    def work_size(self, side: int) -> int:
+        """The resolution the crop is processed at: the model's own for fixed-size models; for fully
+        convolutional (spatial-latent) models the crop's own size, rounded to the latent grid and clamped to
+        [native, max_work_size], so textures keep their scale and detail instead of being upscaled."""
+        if len(self.G.latent_shape()) != 3:
+            return self.size
+        grid = self.G.norm_sites()[0].stride
+        r = int(round(side / grid)) * grid
+        return max(self.size, min(r, max(self.max_work_size, self.size)))
 
     def crop_for(self, image: np.ndarray, mask: np.ndarray | None, region) -> Crop:
         h, w = image.shape[:2]
@@ -178,7 +189,7 @@ class PhotoEditor:
         crop = self.crop_for(image, soft, region)
         color, _alpha = split_alpha(image)
         channels = 1 if color.ndim == 2 or color.shape[2] == 1 else 3
-        R = self.size
+        R = self.work_size(crop.side)
         dev = self.G.device
         x = to_model_input(crop.extract(image, R), dev)
         proj = latent or self.project(x, source_class, steps, cache_key, progress)

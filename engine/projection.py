@@ -167,7 +167,7 @@ class Projector:
             z = to_z(var) if to_z is not None else var
             gen = self.generate(z, class_id)
             per = self.loss(gen, xs, psi)
-            cur = float(per.min())
+            cur = float(per.detach().min())
             history.append(cur)
             if cur < best_loss:
                 best_loss = cur

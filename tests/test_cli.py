@@ -1,0 +1,124 @@
+"""The `neural-collage` CLI on the shipped default model: every command writes an image of the right size,
+every bad input exits non-zero with one clear line and writes nothing."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def circle_png(path, size=64, r=18):
+    yy, xx = np.mgrid[0:size, 0:size]
+    m = (((xx - size / 2) ** 2 + (yy - size / 2) ** 2) < r * r).astype(np.uint8) * 255
+    Image.fromarray(m).save(path)
+    return path
+
+
+def test_models_lists_default(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("default"))
+    assert "present" in line and " 64" in line
+    assert "biggan-deep-128" in out
+
+
+def test_classes_search(capsys):
+    code, out, _ = run(capsys, "classes", "--search", "gra")
+    assert code == 0
+    assert "grass" in out and "gravel" in out and "brick" not in out
+
+
+def test_generate_writes_image(tmp_path, capsys):
+    o = tmp_path / "g.png"
+    code, out, _ = run(capsys, "generate", "--class", "brick", "--seed", "3", "-o", o)
+    assert code == 0 and Image.open(o).size == (64, 64)
+    o2 = tmp_path / "g128.png"
+    assert run(capsys, "generate", "--class", "7", "--seed", "3", "--size", "128", "-o", o2)[0] == 0
+    assert Image.open(o2).size == (128, 128)
+
+
+def test_generate_is_deterministic(tmp_path, capsys):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    run(capsys, "generate", "--class", "sand", "--seed", "5", "-o", a)
+    run(capsys, "generate", "--class", "sand", "--seed", "5", "-o", b)
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_swap_generated(tmp_path, capsys):
+    m = circle_png(tmp_path / "m.png")
+    o = tmp_path / "s.png"
+    plain = tmp_path / "p.png"
+    run(capsys, "generate", "--class", "grass", "--seed", "1", "-o", plain)
+    code, _, _ = run(capsys, "swap", "--class", "grass", "--seed", "1", "--mask", m, "--to", "snow", "-o", o)
+    assert code == 0
+    a, b = np.asarray(Image.open(plain)).astype(int), np.asarray(Image.open(o)).astype(int)
+    assert a.shape == b.shape == (64, 64, 3)
+    inside = np.abs(a - b)[26:38, 26:38].mean()
+    corner = np.abs(a - b)[:8, :8].mean()
+    assert inside > 20 and inside > 3 * corner
+
+
+def test_blend_generated(tmp_path, capsys):
+    m = circle_png(tmp_path / "m.png")
+    o = tmp_path / "b.png"
+    code, _, _ = run(capsys, "blend", "--class", "grass", "--seed", "1", "--ref-seed", "2", "--ref-class", "brick",
+                     "--mask", m, "--shift", "8,0", "-o", o)
+    assert code == 0 and Image.open(o).size == (64, 64)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--class", "lion", "--seed", "1"], "unknown class 'lion'"),
+    (["generate", "--class", "s", "--seed", "1"], "ambiguous class 's'"),
+    (["generate", "--class", "99", "--seed", "1"], "unknown class id 99"),
+    (["generate", "--model", "biggan-deep-512", "--class", "1", "--seed", "1"], "model biggan-deep-512: missing"),
+    (["generate", "--model", "nope", "--class", "1"], "unknown model 'nope'"),
+    (["swap", "--class", "grass", "--seed", "1", "--mask", "MASK", "--to", "snow", "--strength", "1.5"],
+     "strength must be in [0, 1]"),
+    (["swap", "--class", "grass", "--seed", "1", "--mask", "MASK", "--to", "snow", "--layers", "0,9"],
+     "unknown layer index 9"),
+    (["swap", "--class", "grass", "--seed", "1", "--mask", "missing.png", "--to", "snow"], "cannot read mask"),
+    (["swap", "--class", "grass", "--seed", "1", "--mask", "MASK"], "--to"),
+    (["project", "--input", "missing.png"], "missing.png: no such file"),
+])
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, capsys, argv, message):
+    m = str(circle_png(tmp_path / "m.png"))
+    o = tmp_path / "out.png"
+    argv = [m if a == "MASK" else (str(tmp_path / a) if a == "missing.png" else a) for a in argv]
+    code, _, err = run(capsys, *argv, "-o", o)
+    assert code != 0
+    lines = [x for x in err.strip().splitlines() if x.startswith("neural-collage: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert not o.exists()
+
+
+def test_unreadable_mask(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    code, _, err = run(capsys, "swap", "--class", "grass", "--seed", "1", "--mask", bad, "--to", "snow",
+                       "-o", tmp_path / "o.png")
+    assert code == 2 and "cannot read mask" in err and not (tmp_path / "o.png").exists()
+
+
+def test_mask_of_other_size_is_resized_with_warning(tmp_path, capsys):
+    m = circle_png(tmp_path / "m.png", size=32, r=9)
+    o = tmp_path / "o.png"
+    code, _, err = run(capsys, "swap", "--class", "grass", "--seed", "1", "--mask", m, "--to", "snow", "-o", o)
+    assert code == 0 and "resized to 64x64" in err and Image.open(o).size == (64, 64)

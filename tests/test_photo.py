@@ -1,0 +1,140 @@
+"""Real-photo editing on the shipped default model: projection, swap/blend with Poisson blending back into
+the photo, crops at the border, bad regions, dtypes."""
+import numpy as np
+import pytest
+import torch
+
+from engine.demo import DEMO_DIR, ellipse_mask
+from engine.models.registry import load_model
+from engine.photo import BlendSpec, EditError, PhotoEditor, SwapSpec
+from engine.projection import Projector
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    torch.set_num_threads(1)
+    return load_model("default", "cpu")
+
+
+@pytest.fixture(scope="module")
+def editor(bundle):
+    return PhotoEditor(bundle)
+
+
+@pytest.fixture(scope="module")
+def meadow():
+    from engine.cli import read_photo
+
+    return read_photo(str(DEMO_DIR / "meadow.jpg"))
+
+
+def names(bundle):
+    return bundle.class_names
+
+
+def test_swap_changes_inside_only_8bit(editor, bundle, meadow):
+    h, w = meadow.shape[:2]
+    mask = ellipse_mask(h, w, 128, 128, 50, 40, feather=5)
+    res = editor.edit(meadow, mask, swap=SwapSpec(names(bundle).index("snow")), source_class=0, steps=10)
+    assert res.image.shape == meadow.shape and res.image.dtype == np.uint8
+    outside = mask == 0
+    assert np.array_equal(res.image[outside], meadow[outside])
+    inside = mask >= 0.99
+    assert np.abs(res.image[inside].astype(int) - meadow[inside].astype(int)).mean() > 10
+
+
+def test_blend_changes_inside_only(editor, bundle, meadow):
+    from engine.cli import read_photo
+
+    wall = read_photo(str(DEMO_DIR / "brickwall.jpg"))
+    h, w = wall.shape[:2]
+    mask = ellipse_mask(h, w, 100, 120, 40, 40)
+    res = editor.edit(wall, mask, blend=BlendSpec(shift=(8, 0)), reference=meadow, source_class=7,
+                      reference_class=0, steps=5)
+    outside = mask == 0
+    assert np.array_equal(res.image[outside], wall[outside])
+    assert np.abs(res.image[mask >= 0.99].astype(int) - wall[mask >= 0.99].astype(int)).mean() > 5
+    assert res.reference_class == 0
+
+
+def test_no_poisson_pastes_inside_mask(editor, meadow):
+    h, w = meadow.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    mask[100:160, 90:150] = 1
+    res = editor.edit(meadow, mask, swap=SwapSpec(8), source_class=0, steps=3, poisson=False)
+    assert np.array_equal(res.image[mask == 0], meadow[mask == 0])
+
+
+def test_region_at_border_and_non_square(editor, meadow):
+    h, w = meadow.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    mask[0:30, w - 90:w] = 1.0  # touches the top and right borders, 90x30
+    res = editor.edit(meadow, mask, swap=SwapSpec(8), source_class=0, steps=3)
+    assert np.array_equal(res.image[mask == 0], meadow[mask == 0])
+    assert not np.array_equal(res.image[mask == 1], meadow[mask == 1])
+
+
+def test_tiny_region_is_a_clear_error(editor, meadow):
+    mask = np.zeros(meadow.shape[:2], np.float32)
+    mask[50:60, 50:58] = 1
+    with pytest.raises(EditError, match="at least 16 px"):
+        editor.edit(meadow, mask, swap=SwapSpec(1), source_class=0, steps=1)
+
+
+def test_empty_mask_is_a_clear_error(editor, meadow):
+    with pytest.raises(EditError, match="empty"):
+        editor.edit(meadow, np.zeros(meadow.shape[:2], np.float32), swap=SwapSpec(1), source_class=0, steps=1)
+
+
+def test_16bit_stays_16bit_with_alpha(editor, meadow):
+    img16 = np.concatenate([meadow.astype(np.uint16) * 257, np.full(meadow.shape[:2] + (1,), 40000, np.uint16)], 2)
+    mask = ellipse_mask(256, 256, 128, 128, 40, 40)
+    res = editor.edit(img16, mask, swap=SwapSpec(8), source_class=0, steps=3)
+    assert res.image.dtype == np.uint16 and res.image.shape == img16.shape
+    assert np.array_equal(res.image[mask == 0], img16[mask == 0])
+    assert (res.image[:, :, 3] == 40000).all()
+
+
+def test_gray_and_float(editor, meadow):
+    gray = meadow.mean(axis=2).astype(np.float32) / 255.0
+    mask = ellipse_mask(256, 256, 128, 128, 40, 40)
+    res = editor.edit(gray, mask, swap=SwapSpec(8), source_class=0, steps=3)
+    assert res.image.dtype == np.float32 and res.image.shape == gray.shape
+    assert np.array_equal(res.image[mask == 0], gray[mask == 0])
+
+
+def test_projection_lowers_the_loss_on_a_real_photo(bundle, meadow):
+    from engine.photo import to_model_input
+
+    x = to_model_input(meadow[64:192, 64:192].astype(np.float32)[::2, ::2] / 255.0, "cpu")
+    r = Projector(bundle).project(x, class_id=0, steps=30, space="z", init="random")
+    assert r.history[-1] < r.history[0]
+    assert r.loss <= min(r.history) + 1e-6
+
+
+def test_projection_search_finds_a_class(bundle, meadow):
+    from engine.photo import to_model_input
+
+    x = to_model_input(meadow[:128, :128].astype(np.float32)[::2, ::2] / 255.0, "cpu")
+    seen = []
+    r = Projector(bundle).project(x, steps=2, candidates=3, candidate_steps=2,
+                                  progress=lambda s, i, n, loss: seen.append(s))
+    assert 0 <= r.class_id < bundle.num_classes
+    assert "class search" in seen and "projection" in seen
+
+
+def test_progress_can_cancel(bundle):
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def cb(stage, step, total, loss):
+        calls.append(step)
+        if step == 3:
+            raise Stop
+
+    x = torch.zeros(1, 3, 64, 64)
+    with pytest.raises(Stop):
+        Projector(bundle).project(x, class_id=0, steps=50, progress=cb)
+    assert calls[-1] == 3
