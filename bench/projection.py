@@ -1,0 +1,231 @@
+"""Benchmark: projecting real photos onto the default model (paper §4, App. B) - how much the encoder and the
+zeta-space of the auxiliary network speed it up.
+
+    python bench/projection.py              # 8 held-out crops, 200 steps
+    python bench/projection.py --n 2 --steps 50
+
+For each of N real held-out crops (``TextureSet.load(".cache/textures", split="heldout")``, the model's native
+size, class given = the crop's true label, so no class search is timed):
+
+1. reference: ``steps`` steps of z-space Adam (lr 0.075) from a random z (seed 0) give the reference loss L*
+   (the lowest loss of the run, which is what ``Projector.project`` returns);
+2. then, each run for ``steps`` steps (and, with ``max_steps`` > steps, continued up to max_steps while L* is
+   not reached, only to count iterations):
+   - random z (another seed), z-space, lr 0.075;
+   - E(x), z-space, lr 0.075;
+   - A(E(x)), zeta-space (generating from B(zeta)), lr 0.015,
+   the number of iterations until the loss first reaches L* (0 = the initial latent already does), the loss and
+   the PSNR of the best latent after ``steps`` steps, and the wall time per iteration.
+
+The ratio reported is the mean over the images of (iterations to reach L*) / ``steps``; an image that does not
+reach L* within ``max_steps`` counts as max_steps / steps (so the mean is then a lower bound, and the row says
+how many did not).  Goal: <= 1/2 for E(x) + zeta-space.
+
+The optimisation uses the engine's ``Projector`` pieces (initial latent, generation, loss, Adam settings) in a
+loop of its own that records the loss at every step; it is the loop of ``Projector._optimise``.
+
+``run(n=8, steps=200) -> list[dict]`` returns the rows for bench/run_all.py.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if __package__ in (None, ""):  # run as a script: import the repository's packages, not bench/ siblings
+    sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or os.curdir) not in (HERE, ROOT)]
+
+import numpy as np
+import torch
+
+GOAL = 0.5
+Z_LR, ZETA_LR = 0.075, 0.015
+METHODS = (
+    ("random z, z-space", "z", "random"),
+    ("E(x), z-space", "z", "encoder"),
+    ("A(E(x)), zeta-space", "zeta", "encoder"),
+)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two images in [-1, 1] (peak = the full range)."""
+    mse = float(((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def held_out_crops(n: int, size: int, seed: int = 0, root: str | None = None):
+    """N real held-out crops [N, 3, size, size] in [-1, 1] and their labels."""
+    from engine.train.data import TextureSet
+
+    ts = TextureSet.load(root or os.path.join(ROOT, ".cache", "textures"), split="heldout")
+    return ts.sample(n, size, np.random.default_rng(seed))
+
+
+def optimise(proj, x, psi_x, class_id: int, space: str, init: str, steps: int, max_steps: int, target: float,
+             seed: int = 0) -> dict:
+    """Adam on the projection loss (as Projector._optimise, restarts = 1) for ``steps`` steps, continued up to
+    ``max_steps`` while the loss has not reached ``target``; returns the per-step losses and the measures."""
+    z0 = proj.initial_latent(x, init, 1, seed)
+    aux = proj.b.aux
+    if space == "zeta":
+        with torch.no_grad():
+            var = aux.A(z0)
+        to_z, lr = aux.B, ZETA_LR
+    else:
+        var, to_z, lr = z0, None, Z_LR
+    var = var.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([var], lr=lr)
+    trunc = proj.b.truncation
+    history: list[float] = []
+    best_loss, best_var = float("inf"), var.detach().clone()
+    reached = None
+    at_steps = None
+    t0 = time.perf_counter()
+    step = 0
+    while True:
+        z = to_z(var) if to_z is not None else var
+        gen = proj.generate(z, class_id)
+        per = proj.loss(gen, x, psi_x)
+        cur = float(per.detach()[0])
+        history.append(cur)
+        if cur < best_loss:
+            best_loss, best_var = cur, var.detach().clone()
+        if reached is None and cur <= target:
+            reached = step
+        if step == steps:
+            at_steps = (best_loss, best_var.clone(), time.perf_counter() - t0)
+        if step >= steps and (reached is not None or step >= max_steps):
+            break
+        opt.zero_grad()
+        per.sum().backward()
+        opt.step()
+        if trunc and to_z is None:
+            with torch.no_grad():
+                var.clamp_(-trunc, trunc)
+        step += 1
+    loss_at, var_at, seconds = at_steps
+    with torch.no_grad():
+        z = to_z(var_at) if to_z is not None else var_at
+        image = proj.generate(z, class_id)
+    return {"history": history, "loss": loss_at, "psnr": psnr(image, x), "reached": reached,
+            "s_per_iter": seconds / max(steps, 1)}
+
+
+def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int | None = 1, bundle=None,
+        images=None, seed: int = 0) -> list[dict]:
+    """All methods on N held-out crops; one dict per method (plus the reference run).
+
+    ``bundle``/``images`` (x [N, 3, R, R], labels [N]) replace the default model / the held-out crops (tests)."""
+    from engine.projection import Projector
+
+    if threads:
+        torch.set_num_threads(threads)
+    max_steps = max(max_steps or steps, steps)
+    weights = "given"
+    if bundle is None:
+        from bench.collage import load_default_bundle
+
+        bundle, weights = load_default_bundle()
+    G = bundle.generator
+    if images is None:
+        images = held_out_crops(n, G.resolution, seed)
+    xs, labels = images
+    xs, labels = xs[:n].to(G.device), labels[:n]
+    n = xs.shape[0]
+    proj = Projector(bundle)
+    missing = {"encoder": "the model has no encoder" if bundle.encoder is None else None,
+               "zeta": "the model has no auxiliary A/B network" if bundle.aux is None else None}
+
+    per_method: dict[str, list[dict]] = {"reference": []}
+    for name, _, _ in METHODS:
+        per_method[name] = []
+    for i in range(n):
+        x = xs[i:i + 1]
+        c = int(labels[i])
+        psi_x = proj.target_features(x)
+        ref = optimise(proj, x, psi_x, c, "z", "random", steps, steps, -math.inf, seed=seed)
+        target = ref["loss"]
+        ref["reached"] = int(np.argmin(ref["history"]))
+        per_method["reference"].append(ref)
+        for name, space, init in METHODS:
+            if (init == "encoder" and missing["encoder"]) or (space == "zeta" and missing["zeta"]):
+                continue
+            per_method[name].append(optimise(proj, x, psi_x, c, space, init, steps, max_steps, target,
+                                             seed=seed + 1))
+
+    rows = []
+    for name, space, init in (("reference", "z", "random"), *METHODS):
+        rs = per_method[name]
+        row = {"bench": "projection", "method": name if name != "reference" else "reference: random z, z-space",
+               "space": space, "init": init, "n": n, "steps": steps, "max_steps": max_steps, "weights": weights,
+               "goal": GOAL if name == METHODS[2][0] else None}
+        why = missing["encoder"] if init == "encoder" else None
+        why = why or (missing["zeta"] if space == "zeta" else None)
+        if why:
+            row.update(available=False, note=why, ratio=None, met=None)
+            rows.append(row)
+            continue
+        its = [r["reached"] if r["reached"] is not None else max_steps for r in rs]
+        not_reached = sum(r["reached"] is None for r in rs)
+        ratio = statistics.fmean(it / steps for it in its)
+        row.update(
+            available=True,
+            ratio=ratio,
+            iterations_mean=statistics.fmean(its),
+            iterations=its,
+            not_reached=not_reached,
+            final_loss=statistics.fmean(r["loss"] for r in rs),
+            psnr=statistics.fmean(r["psnr"] for r in rs),
+            ms_per_iter=1000 * statistics.median(r["s_per_iter"] for r in rs),
+            met=None if row["goal"] is None else bool(ratio <= GOAL and not_reached == 0),
+            note=(f"{not_reached} of {n} did not reach L* in {max_steps} steps (counted as {max_steps}: "
+                  "lower bound)") if not_reached else "",
+        )
+        if name == "reference":
+            row["note"] = ("defines L* per image; iterations = the step of its lowest loss "
+                           f"(mean L* {row['final_loss']:.4f})")
+        rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    steps = rows[0]["steps"] if rows else 0
+    head = (f"{'method':<30} {'its to L*':>9} {'ratio':>7} {'goal':>7} {'met?':>5} {'loss@' + str(steps):>9} "
+            f"{'PSNR dB':>8} {'ms/iter':>8}  note")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        goal = f"<= {r['goal']:g}" if r["goal"] is not None else "-"
+        if not r["available"]:
+            lines.append(f"{r['method']:<30} {'-':>9} {'-':>7} {goal:>7} {'-':>5} {'-':>9} {'-':>8} {'-':>8}  "
+                         f"not measured: {r['note']}")
+            continue
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
+        lines.append(f"{r['method']:<30} {r['iterations_mean']:>9.1f} {r['ratio']:>7.3f} {goal:>7} {met:>5} "
+                     f"{r['final_loss']:>9.4f} {r['psnr']:>8.2f} {r['ms_per_iter']:>8.1f}  {r['note']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=8, help="number of held-out crops (default 8)")
+    ap.add_argument("--steps", type=int, default=200, help="projection steps (default 200)")
+    ap.add_argument("--max-steps", type=int, default=None, help="continue up to this many steps to count "
+                                                                  "iterations to L* (default 2 x steps)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    rows = run(n=args.n, steps=args.steps, max_steps=args.max_steps, threads=args.threads)
+    print(f"{args.n} held-out crops, class given, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+          f"default weights: {rows[0]['weights']}")
+    print(format_rows(rows))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

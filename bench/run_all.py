@@ -1,0 +1,262 @@
+"""Run every benchmark and print one table of ratios; write it as Markdown to bench/RESULTS.md.
+
+    python bench/run_all.py            # everything (about 15-20 minutes on 2 cores)
+    python bench/run_all.py --quick    # a fast smoke run (small sizes, few repeats; writes no RESULTS.md)
+    python bench/run_all.py --only collage projection
+
+Benchmarks: bench.collage (sCBN and feature-blend cost), bench.projection (encoder / zeta-space projection
+speed-up), bench.poisson (Poisson blending vs OpenCV), bench.bridge (GIMP <-> engine image transfer).  Each runs
+in its own try block: a failing one prints its error and the others still run.  All ratios in the table are
+measured within this one run, on the machine stated above the table.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+# bench/bridge.py is named like the `bridge` package: keep the repository root first and drop bench/ itself.
+sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or os.curdir) not in (HERE, ROOT)]
+
+RESULTS = os.path.join(HERE, "RESULTS.md")
+BENCHES = ("collage", "projection", "poisson", "bridge")
+COLUMNS = ("benchmark", "case", "measure", "ratio", "goal", "met?", "details")
+
+
+# -- the machine -------------------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine(threads: int | None) -> dict:
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    try:
+        load = "%.2f %.2f %.2f" % os.getloadavg()
+    except (AttributeError, OSError):
+        load = "n/a"
+    try:
+        import cv2
+
+        cv_threads = str(cv2.getNumThreads())
+    except Exception:  # noqa: BLE001 - informative only
+        cv_threads = "n/a"
+    from bench.collage import default_weights_info
+
+    return {
+        "cpu": cpu_model(),
+        "cores": f"{os.cpu_count()} logical ({usable} usable)",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch threads": str(threads or torch.get_num_threads()),
+        "OpenCV threads": cv_threads,
+        "load average at start": load,
+        "default weights": default_weights_info(),
+    }
+
+
+# -- one benchmark each ------------------------------------------------------------------------------------------
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _met(m) -> str:
+    return "-" if m is None else ("yes" if m else "NO")
+
+
+def bench_collage(quick: bool, threads: int | None):
+    from bench import collage
+
+    rows = collage.run(quick=quick, threads=threads)
+    table = []
+    for r in rows:
+        details = f"{r['ms_edit']:.1f} ms vs {r['ms_plain']:.1f} ms, {r['size']}, median of {r['repeats']}"
+        if "batched_floor" in r:
+            details += f"; batching alone: {r['batched_floor']:.3f}"
+        table.append(("collage", r["model"], r["measure"], _fmt(r["ratio"]), r["goal_text"], _met(r["met"]),
+                      details))
+    return rows, table, collage.format_rows(rows)
+
+
+def bench_projection(quick: bool, threads: int | None):
+    from bench import projection
+
+    rows = projection.run(n=2, steps=20) if quick else projection.run(n=8, steps=200)
+    rows_out = []
+    for r in rows:
+        measure = f"iterations to L* / {r['steps']} (mean of {r['n']})"
+        goal = "-" if r["goal"] is None else f"<= {r['goal']:g}"
+        if not r["available"]:
+            rows_out.append(("projection", r["method"], measure, "-", goal, "-", f"not measured: {r['note']}"))
+            continue
+        details = (f"loss@{r['steps']} {r['final_loss']:.4f}, PSNR {r['psnr']:.2f} dB, "
+                   f"{r['ms_per_iter']:.1f} ms/iter")
+        if r["note"]:
+            details += f"; {r['note']}"
+        rows_out.append(("projection", r["method"], measure, _fmt(r["ratio"]), goal, _met(r["met"]), details))
+    return rows, rows_out, projection.format_rows(rows)
+
+
+def bench_poisson(quick: bool, threads: int | None):
+    from bench import poisson
+
+    rows = poisson.run(sizes=(512,), repeats=1) if quick else poisson.run()
+    table = []
+    for r in rows:
+        case = f"{r['size']} px, mask {r['mask_fraction']:.2f}"
+        table.append(("poisson", case, "time ours / cv2.seamlessClone", _fmt(r["ratio"]), "<= 1", _met(r["ratio"] <= 1),
+                      f"{r['ours_s']:.3f} s vs {r['cv2_s']:.3f} s"))
+        if "ours_max_err" in r:
+            table.append(("poisson", case, "max error vs exact solve (8-bit levels)", str(r["ours_max_err"]), "<= 1",
+                          _met(r["ours_max_err"] <= 1),
+                          f"cv2: max {r['cv2_max_err']}, mean {r['cv2_mean_err']:.1f}; exact {r['exact_s']:.2f} s"))
+    return rows, table, poisson.format_rows(rows) if hasattr(poisson, "format_rows") else ""
+
+
+def bench_bridge(quick: bool, threads: int | None):
+    from bench import bridge
+
+    rows = bridge.run(repeat=2, file_repeat=1) if quick else bridge.run()
+    table = []
+    for r in rows:
+        case = f"{r['dtype']}, {r['method']}"
+        protocol = r["method"].startswith("protocol")
+        table.append(("bridge", case, "round trip time / raw pyzmq", _fmt(r["ratio_vs_raw_pyzmq"], 2),
+                      "<= 2" if protocol else "-", _met(r["ratio_vs_raw_pyzmq"] <= 2) if protocol else "-",
+                      f"{r['ms']:.1f} ms (median {r['ms_median']:.1f}), {r['megabytes']} MiB"))
+        if protocol:
+            table.append(("bridge", case, "PNG-file round trip time / this", _fmt(r["png_vs_this"], 1), ">= 40",
+                          _met(r["png_vs_this"] >= 40), ""))
+    return rows, table, ""
+
+
+RUNNERS = {"collage": bench_collage, "projection": bench_projection, "poisson": bench_poisson,
+           "bridge": bench_bridge}
+
+
+# -- output ------------------------------------------------------------------------------------------------------
+def text_table(rows: list[tuple]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(COLUMNS, *rows)]
+    widths[-1] = min(widths[-1], 80)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [line.format(*COLUMNS), line.format(*("-" * w for w in widths))]
+    out += [line.format(*(str(c) for c in r)) for r in rows]
+    return "\n".join(s.rstrip() for s in out)
+
+
+def markdown_table(rows: list[tuple]) -> str:
+    def cell(c) -> str:
+        return str(c).replace("|", "\\|")
+
+    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def markdown(info: dict, rows: list[tuple], errors: dict, quick: bool, seconds: float, stamp: str) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `python bench/run_all.py{' --quick' if quick else ''}` on {stamp} "
+        f"(run time {seconds / 60:.1f} min){'; quick smoke run, not representative' if quick else ''}.",
+        "All ratios were measured within this one run.",
+        "",
+        "Machine:",
+        "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", markdown_table(rows), ""]
+    if errors:
+        lines += ["Benchmarks that failed:", ""]
+        lines += [f"- {name}: `{msg}`" for name, msg in errors.items()]
+        lines.append("")
+    lines += [
+        "Notes:",
+        "",
+        "- collage: batch 1, torch on the stated threads; edit and plain forwards timed alternately, ratio = median "
+        "over the pairs.  \"batching alone\" is one batched plain forward of the same k + 1 streams / k + 1 plain "
+        "forwards: the best a batched blend can do on this machine.  BigGAN-deep-128 has random weights (timing "
+        "does not depend on them).",
+        "- projection: real held-out texture crops at the default model's native size, class given; L* = lowest "
+        "loss of a 200-step z-space Adam run from a random z; each method's iterations until its loss first "
+        "reaches L* (0: the initial latent already does).",
+        "- poisson and bridge: see bench/poisson.py and bench/bridge.py.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fast smoke run (small sizes, few repeats)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--only", nargs="+", choices=BENCHES, default=list(BENCHES), help="run only these")
+    ap.add_argument("--out", default=None,
+                    help="Markdown output (default bench/RESULTS.md; with --quick: none unless given)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    info = machine(args.threads)
+    print("Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()), flush=True)
+
+    table: list[tuple] = []
+    errors: dict[str, str] = {}
+    for name in args.only:
+        print(f"\n== {name} ==", flush=True)
+        t0 = time.perf_counter()
+        try:
+            _, rows, detail = RUNNERS[name](args.quick, args.threads)
+            torch.set_num_threads(args.threads)  # in case a benchmark changed it
+            if detail:
+                print(detail)
+            table += rows
+            print(f"({name}: {time.perf_counter() - t0:.0f} s)", flush=True)
+        except Exception as e:  # noqa: BLE001 - report and go on with the next benchmark
+            traceback.print_exc()
+            msg = f"{type(e).__name__}: {e}".splitlines()[0]
+            errors[name] = msg
+            table.append((name, "-", "failed", "-", "-", "-", msg))
+            print(f"({name} failed after {time.perf_counter() - t0:.0f} s: {msg})", flush=True)
+
+    seconds = time.perf_counter() - t_start
+    print("\n== all benchmarks ==")
+    print("Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()))
+    print(text_table(table))
+    print(f"total run time {seconds / 60:.1f} min")
+    out = args.out or (None if args.quick else RESULTS)
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(markdown(info, table, errors, args.quick, seconds, stamp))
+        print(f"wrote {out}")
+    else:
+        print("quick run: bench/RESULTS.md left as it is (pass --out FILE to write the table)")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

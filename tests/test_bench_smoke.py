@@ -1,0 +1,138 @@
+"""Smoke test of the benchmarks (bench/): every module's functions run on minimal sizes and return rows with the
+expected keys and finite numbers.  Tiny random-weight models stand in for the real ones, so this is fast."""
+import math
+
+import pytest
+import torch
+
+from engine.models.auxab import AuxAB
+from engine.models.biggan_deep import BigGANDeep, BigGANDeepConfig
+from engine.models.bundle import ModelBundle
+from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
+
+
+def finite(*values):
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg():
+    return SNGANConfig(ch=4, bottom_width=4, n_classes=3, resolution=32, gen_mults=(2, 2, 1), dis_mults=(1, 2, 2),
+                       latent="spatial", z_channels=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tiny_cfg):
+    torch.manual_seed(0)
+    g = ResNetGenerator(tiny_cfg)
+    return ModelBundle(name="tiny", generator=g, discriminator=SNResNetProjectionDiscriminator(tiny_cfg),
+                       encoder=SpatialEncoder(tiny_cfg), aux=AuxAB(4, dim_a=8, dim_zeta=16, dim_b=8)).to("cpu")
+
+
+def test_collage_bench_model_rows(tiny_bundle):
+    from bench import collage
+
+    rows = collage.bench_model(tiny_bundle.generator, "tiny", resolution=32, repeats=2, blend_repeats=1, ks=(1, 2))
+    rows += collage.bench_model(tiny_bundle.generator, "tiny 64", resolution=64, repeats=1, blend_repeats=1, ks=(1,))
+    assert [r["k"] for r in rows] == [0, 1, 2, 0, 1]
+    for r in rows:
+        assert {"bench", "model", "measure", "ratio", "goal", "goal_text", "met", "ms_edit", "ms_plain"} <= set(r)
+        assert finite(r["ratio"], r["goal"], r["ms_edit"], r["ms_plain"]) and r["ratio"] > 0
+        assert isinstance(r["met"], bool)
+    assert rows[1]["goal"] == collage.BLEND_GOAL and finite(rows[1]["batched_floor"], rows[1]["ms_batched_plain"])
+    assert "tiny" in collage.format_rows(rows)
+
+
+def test_collage_bench_biggan_family():
+    from bench import collage
+
+    torch.manual_seed(0)
+    cfg = BigGANDeepConfig(z_dim=8, class_embed_dim=8, channel_width=4, num_classes=5,
+                           layers=[(True, 16, 8), (True, 8, 4), (True, 4, 2), (True, 2, 2), (True, 2, 1)],
+                           attention_layer_position=4)
+    rows = collage.bench_model(BigGANDeep(cfg).eval(), "tiny biggan", repeats=1, blend_repeats=1, ks=(1,))
+    assert len(rows) == 2 and all(finite(r["ratio"], r["ms_edit"]) for r in rows)
+
+
+def test_circle_mask():
+    from bench.collage import circle_mask
+
+    m = circle_mask(32, 32, 16, 16, 8)
+    assert m.shape == (32, 32) and m[16, 16] == 1 and m[0, 0] == 0
+    assert abs(float(m.sum()) - math.pi * 64) < 20
+
+
+def test_default_weights_info_is_text():
+    from bench.collage import default_weights_info
+
+    assert isinstance(default_weights_info(), str)
+
+
+def _images(n=2, size=32):
+    g = torch.Generator().manual_seed(3)
+    return torch.rand(n, 3, size, size, generator=g) * 2 - 1, torch.tensor([0, 2][:n])
+
+
+def test_projection_rows(tiny_bundle):
+    from bench import projection
+
+    rows = projection.run(n=2, steps=3, max_steps=5, threads=None, bundle=tiny_bundle, images=_images())
+    assert [r["method"] for r in rows][1:] == [m[0] for m in projection.METHODS]
+    for r in rows:
+        assert r["available"] and {"ratio", "iterations", "final_loss", "psnr", "ms_per_iter", "note", "met"} <= set(r)
+        assert finite(r["ratio"], r["final_loss"], r["psnr"], r["ms_per_iter"])
+        assert all(0 <= it <= 5 for it in r["iterations"])
+    assert rows[-1]["goal"] == projection.GOAL and isinstance(rows[-1]["met"], bool)
+    assert "zeta" in projection.format_rows(rows)
+
+
+def test_projection_without_encoder_or_aux(tiny_bundle):
+    from bench import projection
+
+    b = ModelBundle(name="bare", generator=tiny_bundle.generator, discriminator=tiny_bundle.discriminator)
+    rows = projection.run(n=1, steps=2, threads=None, bundle=b, images=_images(1))
+    avail = {r["method"]: r["available"] for r in rows}
+    assert avail["random z, z-space"] and not avail["E(x), z-space"] and not avail["A(E(x)), zeta-space"]
+    assert "no encoder" in rows[2]["note"]
+    assert "not measured" in projection.format_rows(rows)
+
+
+def test_poisson_run_minimal():
+    from bench import poisson
+
+    rows = poisson.run(sizes=(48,), repeats=1)
+    assert finite(rows[0]["ratio"], rows[0]["ours_s"], rows[0]["cv2_s"], rows[0]["ours_max_err"])
+
+
+def test_bridge_run_minimal(monkeypatch):
+    from bench import bridge
+
+    monkeypatch.setattr(bridge, "SIZE", 32)
+    rows = bridge.run(repeat=1, file_repeat=1)
+    assert rows and all(finite(r["ratio_vs_raw_pyzmq"], r["png_vs_this"], r["ms"]) for r in rows)
+
+
+def test_run_all_isolates_failures(tmp_path, monkeypatch, capsys):
+    from bench import run_all
+
+    def ok(quick, threads):
+        return [], [("fake", "case", "measure", "0.500", "<= 1", "yes", "a | b")], "detail"
+
+    def broken(quick, threads):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(run_all, "RUNNERS", {"collage": broken, "projection": ok, "poisson": ok, "bridge": ok})
+    out = tmp_path / "R.md"
+    assert run_all.main(["--quick", "--only", "collage", "projection", "--out", str(out)]) == 1
+    text = out.read_text()
+    assert "RuntimeError: boom" in text and "| fake | case | measure | 0.500 |" in text and "a \\| b" in text
+    assert "torch" in text and "cores" in text
+    assert "boom" in capsys.readouterr().out
