@@ -159,6 +159,8 @@ class Engine:
             out["recon"] = res.recon
         rp = {"source_class": self.names[res.source_class], "source_class_id": res.source_class,
               "loss": round(res.loss, 5)}
+        if op == "project":  # the names bridge/PROTOCOL.md gives the projected class
+            rp.update(class_id=res.source_class, class_name=self.names[res.source_class])
         if swap is not None:
             rp["target_class"] = self.names[swap.target]
         if res.reference_class is not None:
