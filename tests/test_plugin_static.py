@@ -224,3 +224,20 @@ def test_mask_rects_cover_exactly_the_nonzero_pixels():
     assert px.mask_rects(px.full_mask(w, h), w, h) == [(0, 0, w, h)]
     assert px.mask_rects(bytes(w * h), w, h) == []
     assert px.max_masks(bytes([1, 200, 0]), bytes([3, 100, 0])) == bytes([3, 200, 0])
+
+
+REMOVED_IN_312_313 = {"distutils", "imp", "asynchat", "asyncore", "smtpd", "cgi", "cgitb", "crypt", "imghdr",
+                      "mailcap", "nntplib", "pipes", "sndhdr", "spwd", "sunau", "telnetlib", "uu", "xdrlib",
+                      "audioop", "chunk", "msilib", "nis", "ossaudiodev", "lib2to3"}
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_stdlib_modules_removed_in_python_312_313(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    assert not names & REMOVED_IN_312_313
