@@ -24,8 +24,7 @@ class TextureClassifier(nn.Module):
         chans = [3, ch, ch * 2, ch * 4, ch * 4]
         layers = []
         for i in range(4):
-            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1), nn.BatchNorm2d(chans[i + 1]), nn.ReLU(),
-                       nn.Conv2d(chans[i + 1], chans[i + 1], 3, padding=1, stride=2 if i < 3 else 1),
+            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, stride=2 if i < 3 else 1),
                        nn.BatchNorm2d(chans[i + 1]), nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(chans[-1], n_classes)
@@ -66,6 +65,9 @@ def main(argv=None) -> None:
     train = TextureSet.load(args.data, split="train")
     held = TextureSet.load(args.data, split="heldout")
     clf = TextureClassifier(train.num_classes)
+    if (out / "classifier.pt").exists():  # continue an earlier run
+        clf.load_state_dict(torch.load(out / "classifier.pt", weights_only=True))
+        print("resumed from", out / "classifier.pt", flush=True)
     opt = torch.optim.Adam(clf.parameters(), 1e-3)
     rng = np.random.default_rng(0)
     t0, it = time.time(), 0

@@ -1,0 +1,73 @@
+"""The shipped default model: loads through the registry, is recognisable as the model card states, and
+works with no network."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.models.default import WEIGHTS_DIR
+from engine.models.registry import list_models, load_model
+from engine.train.evaluate import generated_accuracy
+
+REPO = Path(__file__).resolve().parents[1]
+MARGIN = 0.10  # accuracy on other seeds may differ from the card's figure by sampling noise (20 per class)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    torch.set_num_threads(1)
+    return load_model("default", "cpu")
+
+
+@pytest.fixture(scope="module")
+def card():
+    return json.loads((WEIGHTS_DIR / "metrics.json").read_text())
+
+
+def test_weights_are_small_and_complete():
+    files = {p.name for p in WEIGHTS_DIR.iterdir()}
+    for name in ("generator", "discriminator", "encoder", "aux", "classifier"):
+        assert f"{name}.safetensors" in files
+    assert {"config.json", "MODEL_CARD.md", "metrics.json"} <= files
+    assert sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir()) < 25e6
+
+
+def test_registry_lists_and_loads_default(bundle):
+    row = next(r for r in list_models() if r["name"] == "default")
+    assert row["present"]
+    assert bundle.num_classes == 11 and bundle.resolution == 64
+    assert bundle.class_names[:3] == ["grass", "gravel", "rock"]
+    assert bundle.discriminator is not None and bundle.encoder is not None and bundle.aux is not None
+
+
+def test_samples_are_recognised_as_the_card_states(bundle, card):
+    stated = card["generated_accuracy"]["mean"]
+    again = generated_accuracy(bundle, bundle.info["classifier"], per_class=50, seed=0)["mean"]
+    assert abs(again - stated) <= 0.01  # same seeds as the card: the same figure
+    other = generated_accuracy(bundle, bundle.info["classifier"], per_class=20, seed=123)["mean"]
+    assert other >= stated - MARGIN
+
+
+def test_model_card_states_the_measured_figures(card):
+    text = (WEIGHTS_DIR / "MODEL_CARD.md").read_text()
+    assert f"{card['generated_accuracy']['mean'] * 100:.1f}%" in text
+    assert f"{card['label_swap']['success'] * 100:.1f}%" in text
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) is needed to cut the network")
+def test_generate_works_with_no_network(tmp_path):
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here: {probe.stderr.decode().strip()}")
+    out = tmp_path / "g.png"
+    res = subprocess.run(["unshare", "-n", sys.executable, "-m", "engine.cli", "generate", "--model", "default",
+                          "--class", "gravel", "--seed", "2", "-o", str(out)], capture_output=True, text=True,
+                         cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr
+    from PIL import Image
+
+    assert Image.open(out).size == (64, 64)
