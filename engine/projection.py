@@ -94,11 +94,14 @@ class Projector:
         return self.G.synthesize(z, CollageContext(ClassMap.uniform(labels)))
 
     # -- initialisation -----------------------------------------------------------------------------------
-    def initial_latent(self, x: torch.Tensor, init: str, restarts: int, seed: int) -> torch.Tensor:
+    def initial_latent(self, x: torch.Tensor, init: str, restarts: int, seed: int, class_id: int = 0) -> torch.Tensor:
         res = x.shape[-1]
         if init == "encoder" and self.b.encoder is not None:
             with torch.no_grad():
-                z = self.b.encoder(x)
+                if self.b.info.get("encoder_conditional"):  # the official Chainer encoder takes the class
+                    z = self.b.encoder(x, torch.full((x.shape[0],), int(class_id), dtype=torch.long, device=x.device))
+                else:
+                    z = self.b.encoder(x)
             return z.expand(restarts, *z.shape[1:]).clone()
         g = torch.Generator().manual_seed(seed)
         return self.G.sample_latent(restarts, generator=g, truncation=self.b.truncation,
@@ -145,7 +148,7 @@ class Projector:
         return self._optimise(x, psi_x, int(class_id), steps, space, init, lr, restarts, seed, progress)
 
     def _optimise(self, x, psi_x, class_id, steps, space, init, lr, restarts, seed, progress) -> ProjectionResult:
-        z0 = self.initial_latent(x, init, restarts, seed)
+        z0 = self.initial_latent(x, init, restarts, seed, class_id)
         xs = x.expand(restarts, *x.shape[1:])
         psi = None if psi_x is None else psi_x.expand(restarts, -1)
         aux = self.b.aux

@@ -156,3 +156,20 @@ def test_projection_recovers_a_generated_image(bundle, seed, cls):
     r = Projector(bundle).project(x, class_id=cls, steps=100)
     assert psnr(r.image, x) >= 21.0
     assert psnr(r.image, x) >= psnr(other, x) + 3.0
+
+
+def test_conditional_encoder_gets_the_class(bundle):
+    """The official Chainer encoder (imported sngan-dogcat models) is class-conditional: E(x, y)."""
+    import copy
+
+    seen = []
+
+    class CondEncoder(torch.nn.Module):
+        def forward(self, x, y):
+            seen.append(y.tolist())
+            return torch.zeros(x.shape[0], 16, x.shape[2] // 8, x.shape[3] // 8)
+
+    b = copy.copy(bundle)
+    b.encoder, b.aux, b.info = CondEncoder(), None, {**bundle.info, "encoder_conditional": True}
+    Projector(b).project(torch.zeros(1, 3, 64, 64), class_id=5, steps=1, init="encoder")
+    assert seen == [[5]]
