@@ -6,10 +6,14 @@ Environment:
                         tests/e2e/make_gimp_root.sh when missing (needs root + debootstrap)
   NC_E2E_GIMP=host|chroot|auto   force where GIMP runs (auto: host gimp-console-3.0 if on PATH, else chroot)
   NC_E2E_ENGINE=fake|real|auto   stand-in engine (tests/e2e/fake_engine.py) or the real one
-                        (python3 -m engine.cli serve --model default); auto = real when engine/api.py and
-                        engine/cli.py exist, else fake
+                        (python3 -m engine.cli serve --model default); auto = real when the default model's
+                        weights are in engine/weights/default and torch/pyzmq/safetensors import, else fake
+  NC_E2E_MODEL          model the real engine serves (default "default")
   NC_E2E_SAVE_DOCS=1    write before/after PNGs to docs/gimp/
-  NC_E2E_GIMP_TIMEOUT   seconds for the whole GIMP batch run (default 300)
+  NC_E2E_GIMP_TIMEOUT   seconds for the whole GIMP batch run (default 300, 1500 with the real engine)
+  NC_E2E_BUDGET         test_runtime_budget's limit in seconds (default 180, 1200 with the real engine)
+  NC_E2E_STEPS          projection steps the plug-in asks the real engine for (settings key "steps"; default 10,
+                        0 = the engine's default); the stand-in engine ignores it
   CI=true               a missing GIMP fails the tests instead of skipping them
 """
 from __future__ import annotations
@@ -157,24 +161,61 @@ def find_gimp(build: bool = True) -> Gimp:
     return Gimp(root)
 
 
-def install_plugin(profile: Path, address: str) -> str:
+def install_plugin(profile: Path, address: str, steps: int | None = None) -> str:
+    """install.py into ``profile``; ``steps`` (when given) goes into the plug-in's settings file."""
     res = subprocess.run([sys.executable, str(REPO / "install.py"), "--no-venv", "--gimp-dir", str(profile),
                           "--address", address, "--no-auto-start"], capture_output=True, text=True,
                          check=False)
     if res.returncode != 0:
         raise RuntimeError(f"install.py failed: {res.stdout} {res.stderr}")
+    if steps is not None:
+        sys.path.insert(0, str(REPO / "gimp_plugin" / "neural_collage"))
+        import nc_settings
+
+        path = profile / "plug-ins" / "neural_collage" / nc_settings.FILE_NAME
+        settings, warning = nc_settings.load(str(path))
+        if warning:
+            raise RuntimeError(warning)
+        nc_settings.save(dict(settings, steps=int(steps)), str(path))
     return res.stdout
+
+
+def e2e_steps(kind: str) -> int | None:
+    """Projection steps for the plug-in's settings: few with the real engine (the tests check behaviour, not
+    quality), untouched (engine default) with the stand-in."""
+    if kind != "real":
+        return None
+    return int(os.environ.get("NC_E2E_STEPS", "10"))
 
 
 # ---------------------------------------------------------------------------------------------------------
 # engine
 # ---------------------------------------------------------------------------------------------------------
 
+DEFAULT_WEIGHTS = REPO / "engine" / "weights" / "default"
+DEFAULT_WEIGHT_FILES = ("config.json", "generator.safetensors", "discriminator.safetensors")
+
+
+def real_engine_available() -> tuple:
+    """(True, "") when the real engine can serve the default model here, else (False, why not)."""
+    import importlib.util
+
+    for part in ("api.py", "cli.py"):
+        if not (REPO / "engine" / part).is_file():
+            return False, f"engine/{part} is missing"
+    missing = [f for f in DEFAULT_WEIGHT_FILES if not (DEFAULT_WEIGHTS / f).is_file()]
+    if missing:
+        return False, f"the default weights are missing ({', '.join(missing)} in {DEFAULT_WEIGHTS})"
+    for mod in ("torch", "zmq", "safetensors"):
+        if importlib.util.find_spec(mod) is None:
+            return False, f"{mod} is not importable by {sys.executable}"
+    return True, ""
+
+
 def engine_kind() -> str:
     kind = os.environ.get("NC_E2E_ENGINE", "auto")
     if kind == "auto":
-        real = (REPO / "engine" / "api.py").is_file() and (REPO / "engine" / "cli.py").is_file()
-        return "real" if real else "fake"
+        return "real" if real_engine_available()[0] else "fake"
     if kind not in ("fake", "real"):
         raise ValueError("NC_E2E_ENGINE must be fake, real or auto")
     return kind

@@ -4,7 +4,7 @@ result layer size/offset/position, pixels outside the selection unchanged and in
 byte-identical with exactly one layer added, errors leave the image untouched, label channels reach the
 engine, 16-bit/float/gray/alpha images and layers with offsets work.
 
-    python3 -m pytest tests/e2e -q                  # stand-in engine unless engine/api.py exists
+    python3 -m pytest tests/e2e -q                  # real engine when the default weights are there
     NC_E2E_ENGINE=fake python3 -m pytest tests/e2e  # force the stand-in
     NC_E2E_SAVE_DOCS=1 ...                          # also write docs/gimp/*.png
 """
@@ -90,9 +90,10 @@ def run(gimp, tmp_path_factory):
     profile = work / "profile"
     port = harness.free_port()
     address = f"tcp://127.0.0.1:{port}"
-    harness.install_plugin(profile, address)
+    kind = harness.engine_kind()
+    harness.install_plugin(profile, address, harness.e2e_steps(kind))
     photo, ref = harness.write_photos(work)
-    engine = harness.Engine(harness.engine_kind(), address, work)
+    engine = harness.Engine(kind, address, work)
     engine.start()
     xvfb, display = gimp.start_xvfb()
     env = {"DISPLAY": display, "NEURAL_COLLAGE_TEST_DIALOG": "ok"} if display else {}
@@ -145,7 +146,8 @@ def run(gimp, tmp_path_factory):
     result = {"records": records, "work": work, "engine": engine, "profile": profile, "stderr": err,
               "dialogs": bool(display),
               "target": target, "label": label, "seconds": time.time() - t0, "requests": engine.requests()}
-    print(f"\nGIMP e2e ({gimp.where}, {engine.kind} engine): {result['seconds']:.1f} s")
+    why = "" if engine.kind == "real" else " ({})".format(harness.real_engine_available()[1] or "NC_E2E_ENGINE")
+    print(f"\nGIMP e2e ({gimp.where}, {engine.kind} engine{why}): {result['seconds']:.1f} s")
     yield result
     if os.environ.get("NC_E2E_KEEP") != "1":
         shutil.rmtree(work, ignore_errors=True)
