@@ -29,7 +29,6 @@ Output folder (the registry's ``sngan-dogcat-256`` / ``sngan-dogcat-128``): ``ge
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from engine.models.sngan import (
     SNGANConfig,
     SNResNetProjectionDiscriminator,
 )
+from engine.models.registry import sha256_file
 from engine.models.sngan_encoder import EncoderConfig, ResNetEncoder
 
 FORMAT = "neural-collage-sngan-chainer"
@@ -267,14 +267,6 @@ def load_imported_dir(path, device="cpu") -> tuple[dict, dict[str, nn.Module]]:
 
 
 # -- files -------------------------------------------------------------------------------------------------------
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def find_checkpoint(src_dir, component: str) -> str | None:
     """``<Class>_<iteration>.npz`` in src_dir (the highest iteration when there are several)."""
     prefix = COMPONENTS[component]
