@@ -611,6 +611,8 @@ def validate_request(op: str, params: Mapping[str, Any], arrays: Mapping[str, Ar
         image = c.image(arrays, "image")
         used.add("image")
         if op == "project":
+            c.mask(arrays, "mask", image, required=False)  # optional: the reconstruction goes inside it
+            used.add("mask")
             c.get(params, "class", "class?")
             c.steps(params)
             region = params.get("region")

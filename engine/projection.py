@@ -135,6 +135,7 @@ class Projector:
             raise ValueError("this model has no auxiliary A/B network: project in z-space")
         psi_x = self.target_features(x)
         if class_id is None:
+            candidate_steps = max(1, min(candidate_steps, steps))  # a short projection gets a short search
             ranked = self.rank_classes(x, candidates)
             best = None
             for i, c in enumerate(ranked):

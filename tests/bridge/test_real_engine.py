@@ -311,3 +311,15 @@ def test_cancel_running_projection(client, server, transport, photo, mask):
     check_edited(np.frombuffer(out.data, np.uint8).reshape(photo.shape), photo, mask)
     assert client.status()["running"] is None
     print(f"cancel ({transport}) after {took:.2f} s at step {job.step}")
+
+
+def test_project_with_a_mask_pastes_inside_it(client):
+    """The protocol's `project` takes an optional mask: the reconstruction lands inside it only."""
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[..., 1] = 120
+    m = np.zeros((64, 64), np.uint8)
+    m[16:48, 16:48] = 255
+    reply = client.call("project", {"class": "grass", "steps": 2}, {"image": img, "mask": m})
+    rec = np.frombuffer(reply.arrays["recon"].data, np.uint8).reshape(img.shape)
+    assert np.array_equal(rec[m == 0], img[m == 0])
+    assert not np.array_equal(rec[m > 0], img[m > 0])
