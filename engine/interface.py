@@ -99,6 +99,10 @@ class CollageGenerator(nn.Module):
                 bad = z.abs() > truncation
         return z.to(self.device)
 
+    def latent_bound(self, truncation: float | None) -> float | None:
+        """The largest |z| that ``sample_latent(truncation=...)`` produces (projection keeps z within it)."""
+        return truncation if truncation and truncation > 0 else None
+
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Plain conditional generation (eq. 1 at every site)."""
         return self.synthesize(z, CollageContext.plain(labels.to(z.device)))

@@ -164,7 +164,7 @@ class Projector:
             lr = 0.075 if lr is None else lr
         var = var.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([var], lr=lr)
-        trunc = self.b.truncation
+        trunc = self.G.latent_bound(self.b.truncation)
         history: list[float] = []
         best_loss, best_var = float("inf"), var.detach().clone()
         for step in range(steps + 1):

@@ -414,6 +414,11 @@ class BigGANDeep(CollageGenerator):
             bad = z.abs() > 2.0
         return (t * z).to(self.device)
 
+    def latent_bound(self, truncation: float | None) -> float | None:
+        """sample_latent draws truncation x a normal truncated to [-2, 2], so |z| <= 2 x truncation."""
+        t = self.truncation if truncation is None or truncation <= 0 else float(truncation)
+        return 2.0 * t
+
     # -- the collage interface ---------------------------------------------------------------------------------
     def number_norm_sites(self) -> None:
         """Site 0 is gen_z (class-conditional input map), then every conditional BN in forward order."""

@@ -387,3 +387,13 @@ def write_fixture() -> None:  # pragma: no cover - run by hand
 
 if __name__ == "__main__":  # pragma: no cover
     write_fixture()
+
+
+def test_latent_bound_covers_sampled_latents():
+    """Projection clips z to latent_bound(t): BigGAN samples t x N(0,1) truncated to [-2, 2], so 2t."""
+    from engine.models.biggan_deep import BIGGAN_DEEP_128, BigGANDeep
+    import torch
+
+    with torch.device("meta"):
+        g = BigGANDeep(BIGGAN_DEEP_128)
+    assert g.latent_bound(0.4) == pytest.approx(0.8)
