@@ -7,13 +7,13 @@ zeta-space of the auxiliary network speed it up.
 For each of N real held-out crops (``TextureSet.load(".cache/textures", split="heldout")``, the model's native
 size, class given = the crop's true label, so no class search is timed):
 
-1. reference: ``steps`` steps of z-space Adam (lr 0.075) from a random z (seed 0) give the reference loss L*
-   (the lowest loss of the run, which is what ``Projector.project`` returns);
+1. reference: ``steps`` steps of z-space Adam from a random z (seed 0) give the reference loss L* (the lowest
+   loss of the run, which is what ``Projector.project`` returns);
 2. then, each run for ``steps`` steps (and, with ``max_steps`` > steps, continued up to max_steps while L* is
    not reached, only to count iterations):
-   - random z (another seed), z-space, lr 0.075;
-   - E(x), z-space, lr 0.075;
-   - A(E(x)), zeta-space (generating from B(zeta)), lr 0.015,
+   - random z (another seed), z-space;
+   - E(x), z-space;
+   - A(E(x)), zeta-space (generating from B(zeta)),
    the number of iterations until the loss first reaches L* (0 = the initial latent already does), the loss and
    the PSNR of the best latent after ``steps`` steps, and the wall time per iteration.
 
@@ -21,8 +21,9 @@ The ratio reported is the mean over the images of (iterations to reach L*) / ``s
 reach L* within ``max_steps`` counts as max_steps / steps (so the mean is then a lower bound, and the row says
 how many did not).  Goal: <= 1/2 for E(x) + zeta-space.
 
-The optimisation uses the engine's ``Projector`` pieces (initial latent, generation, loss, Adam settings) in a
-loop of its own that records the loss at every step; it is the loop of ``Projector._optimise``.
+Every run is the engine's own ``Projector.calibrate`` with the model's Adam step size for its space
+(``Projector.learning_rate``: the official 0.075 on z and 0.015 on zeta unless the model carries its own,
+as the default model does); the table states the step sizes used.
 
 ``run(n=8, steps=200) -> list[dict]`` returns the rows for bench/run_all.py.
 """
@@ -44,7 +45,6 @@ import numpy as np
 import torch
 
 GOAL = 0.5
-Z_LR, ZETA_LR = 0.075, 0.015
 METHODS = (
     ("random z, z-space", "z", "random"),
     ("E(x), z-space", "z", "encoder"),
@@ -68,52 +68,20 @@ def held_out_crops(n: int, size: int, seed: int = 0, root: str | None = None):
 
 def optimise(proj, x, psi_x, class_id: int, space: str, init: str, steps: int, max_steps: int, target: float,
              seed: int = 0) -> dict:
-    """Adam on the projection loss (as Projector._optimise, restarts = 1) for ``steps`` steps, continued up to
-    ``max_steps`` while the loss has not reached ``target``; returns the per-step losses and the measures."""
-    z0 = proj.initial_latent(x, init, 1, seed)
-    aux = proj.b.aux
-    if space == "zeta":
-        with torch.no_grad():
-            var = aux.A(z0)
-        to_z, lr = aux.B, ZETA_LR
-    else:
-        var, to_z, lr = z0, None, Z_LR
-    var = var.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([var], lr=lr)
-    trunc = proj.b.truncation
-    history: list[float] = []
-    best_loss, best_var = float("inf"), var.detach().clone()
-    reached = None
-    at_steps = None
-    t0 = time.perf_counter()
-    step = 0
-    while True:
-        z = to_z(var) if to_z is not None else var
-        gen = proj.generate(z, class_id)
-        per = proj.loss(gen, x, psi_x)
-        cur = float(per.detach()[0])
-        history.append(cur)
-        if cur < best_loss:
-            best_loss, best_var = cur, var.detach().clone()
-        if reached is None and cur <= target:
-            reached = step
-        if step == steps:
-            at_steps = (best_loss, best_var.clone(), time.perf_counter() - t0)
-        if step >= steps and (reached is not None or step >= max_steps):
-            break
-        opt.zero_grad()
-        per.sum().backward()
-        opt.step()
-        if trunc and to_z is None:
-            with torch.no_grad():
-                var.clamp_(-trunc, trunc)
-        step += 1
-    loss_at, var_at, seconds = at_steps
-    with torch.no_grad():
-        z = to_z(var_at) if to_z is not None else var_at
-        image = proj.generate(z, class_id)
-    return {"history": history, "loss": loss_at, "psnr": psnr(image, x), "reached": reached,
-            "s_per_iter": seconds / max(steps, 1)}
+    """``Projector.calibrate`` (restarts = 1, the model's step size for ``space``) for ``steps`` steps, continued
+    up to ``max_steps`` while the loss has not reached ``target``; returns the per-step losses and the measures."""
+    clock: dict[str, float] = {}
+
+    def tick(stage, step, total, loss):
+        if step == 0:
+            clock["t0"] = time.perf_counter()
+        if step == total and "t" not in clock:
+            clock["t"] = time.perf_counter() - clock["t0"]
+
+    r = proj.calibrate(x, psi_x, class_id, steps, space=space, init=init, seed=seed, progress=tick,
+                       target=None if math.isinf(target) else target, max_steps=max_steps)
+    return {"history": r.history, "loss": r.loss, "psnr": psnr(r.image, x), "reached": r.reached, "lr": r.lr,
+            "s_per_iter": clock.get("t", 0.0) / max(steps, 1)}
 
 
 def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int | None = 1, bundle=None,
@@ -182,6 +150,7 @@ def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int
             final_loss=statistics.fmean(r["loss"] for r in rs),
             psnr=statistics.fmean(r["psnr"] for r in rs),
             ms_per_iter=1000 * statistics.median(r["s_per_iter"] for r in rs),
+            lr=rs[0]["lr"] if rs else None,
             met=None if row["goal"] is None else bool(ratio <= GOAL and not_reached == 0),
             note=(f"{not_reached} of {n} did not reach L* in {max_steps} steps (counted as {max_steps}: "
                   "lower bound)") if not_reached else "",

@@ -110,7 +110,7 @@ def bench_projection(quick: bool, threads: int | None):
         if not r["available"]:
             rows_out.append(("projection", r["method"], measure, "-", goal, "-", f"not measured: {r['note']}"))
             continue
-        details = (f"loss@{r['steps']} {r['final_loss']:.4f}, PSNR {r['psnr']:.2f} dB, "
+        details = (f"Adam lr {r['lr']:g}, loss@{r['steps']} {r['final_loss']:.4f}, PSNR {r['psnr']:.2f} dB, "
                    f"{r['ms_per_iter']:.1f} ms/iter")
         if r["note"]:
             details += f"; {r['note']}"

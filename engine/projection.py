@@ -3,7 +3,7 @@
 - Initialise from the encoder, z0 = E(x), when the model has one (else random).
 - Calibrate with Adam on eq. 4,  L = 1 - Psi(G(z)) . Psi(x)  (Psi: the discriminator's normalised pre-pooling
   feature vector), plus an optional pixel term (official defaults: 0.2 x MSE, 200 steps, lr 0.075 on z,
-  0.015 on zeta).
+  0.015 on zeta; a model may carry its own step sizes in ``info["projection_lr"]``).
 - zeta-space (App. B.1): optimise zeta, initialised at A(E(x)), and generate from B(zeta).
 - Models with no discriminator (BigGAN-deep): a multi-scale pixel + gradient loss, random restarts, and
   truncation (z clipped to [-t, t]).
@@ -24,6 +24,7 @@ from engine.models.bundle import ModelBundle
 from engine.scbn import ClassMap
 
 Progress = Callable[[str, int, int, float], None]
+OFFICIAL_LR = {"z": 0.075, "zeta": 0.015}  # the official implementation's Adam step sizes
 
 
 def feature_psi(D, x: torch.Tensor) -> torch.Tensor:
@@ -58,6 +59,8 @@ class ProjectionResult:
     history: list[float] = field(default_factory=list)
     space: str = "z"
     zeta: torch.Tensor | None = None
+    lr: float | None = None  # Adam's step size used
+    reached: int | None = None  # first step whose loss reached calibrate()'s target
 
 
 class Projector:
@@ -142,13 +145,28 @@ class Projector:
                 def sub(stage, step, total, loss, _i=i):
                     if progress:
                         progress("class search", _i * candidate_steps + step, len(ranked) * candidate_steps, loss)
-                r = self._optimise(x, psi_x, c, candidate_steps, space, init, lr, restarts, seed, sub)
+                r = self.calibrate(x, psi_x, c, candidate_steps, space, init, lr, restarts, seed, sub)
                 if best is None or r.loss < best.loss:
                     best = r
             class_id = best.class_id
-        return self._optimise(x, psi_x, int(class_id), steps, space, init, lr, restarts, seed, progress)
+        return self.calibrate(x, psi_x, int(class_id), steps, space, init, lr, restarts, seed, progress)
 
-    def _optimise(self, x, psi_x, class_id, steps, space, init, lr, restarts, seed, progress) -> ProjectionResult:
+    def learning_rate(self, space: str) -> float:
+        """Adam's step size for ``space``: the model's own (``info["projection_lr"]``, chosen when it was trained)
+        or the official defaults, 0.075 on z and 0.015 on zeta."""
+        return float(self.b.info.get("projection_lr", {}).get(space, OFFICIAL_LR[space]))
+
+    def calibrate(
+        self, x, psi_x, class_id: int, steps: int, space: str = "z", init: str = "encoder", lr: float | None = None,
+        restarts: int = 1, seed: int = 0, progress: Progress | None = None, target: float | None = None,
+        max_steps: int | None = None,
+    ) -> ProjectionResult:
+        """Adam on the projection loss for ``steps`` steps from the initial latent; returns the best latent.
+
+        With ``target``, the run goes on after ``steps`` (up to ``max_steps``) until the loss first reaches
+        ``target`` and records that step in ``reached`` (bench/projection.py counts iterations this way); the
+        returned latent and loss are still the best of the first ``steps`` steps."""
+        max_steps = max(steps, max_steps or steps) if target is not None else steps
         z0 = self.initial_latent(x, init, restarts, seed, class_id)
         xs = x.expand(restarts, *x.shape[1:])
         psi = None if psi_x is None else psi_x.expand(restarts, -1)
@@ -157,29 +175,31 @@ class Projector:
             with torch.no_grad():
                 var = aux.A(z0)
             to_z = aux.B
-            lr = 0.015 if lr is None else lr
         else:
             var = z0
             to_z = None
-            lr = 0.075 if lr is None else lr
+        lr = self.learning_rate(space) if lr is None else lr
         var = var.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([var], lr=lr)
         trunc = self.G.latent_bound(self.b.truncation)
         history: list[float] = []
         best_loss, best_var = float("inf"), var.detach().clone()
-        for step in range(steps + 1):
+        reached = None
+        for step in range(max_steps + 1):
             z = to_z(var) if to_z is not None else var
             gen = self.generate(z, class_id)
             per = self.loss(gen, xs, psi)
             cur = float(per.detach().min())
             history.append(cur)
-            if cur < best_loss:
+            if step <= steps and cur < best_loss:
                 best_loss = cur
                 i = int(per.argmin())
                 best_var = var.detach()[i:i + 1].clone()
+            if target is not None and reached is None and cur <= target:
+                reached = step
             if progress:
-                progress("projection", step, steps, cur)
-            if step == steps:
+                progress("projection", min(step, steps), steps, cur)
+            if step >= steps and (target is None or reached is not None or step == max_steps):
                 break
             opt.zero_grad()
             per.sum().backward()
@@ -191,7 +211,7 @@ class Projector:
             z = to_z(best_var) if to_z is not None else best_var
             image = self.generate(z, class_id)
         return ProjectionResult(z=z.detach(), class_id=class_id, loss=best_loss, image=image, history=history,
-                                space=space, zeta=best_var if space == "zeta" else None)
+                                space=space, zeta=best_var if space == "zeta" else None, lr=lr, reached=reached)
 
 
 def project(bundle: ModelBundle, x: torch.Tensor, **kwargs) -> ProjectionResult:

@@ -173,3 +173,39 @@ def test_conditional_encoder_gets_the_class(bundle):
     b.encoder, b.aux, b.info = CondEncoder(), None, {**bundle.info, "encoder_conditional": True}
     Projector(b).project(torch.zeros(1, 3, 64, 64), class_id=5, steps=1, init="encoder")
     assert seen == [[5]]
+
+
+def test_calibrate_counts_steps_to_a_target(bundle, meadow):
+    """calibrate(target=...) goes on past ``steps`` until the loss reaches the target and reports that step;
+    the returned latent is still the best of the first ``steps`` steps (bench/projection.py relies on both)."""
+    from engine.photo import to_model_input
+
+    x = to_model_input(meadow[64:192, 64:192].astype(np.float32)[::2, ::2] / 255.0, "cpu")
+    p = Projector(bundle)
+    psi = p.target_features(x)
+    free = p.calibrate(x, psi, 0, 12, space="z", init="random", seed=1)
+    assert len(free.history) == 13 and free.reached is None
+    target = free.history[12] * 0.97  # below anything reached in 12 steps
+    assert min(free.history) > target
+    seen = []
+    r = p.calibrate(x, psi, 0, 6, space="z", init="random", seed=1, target=target, max_steps=40,
+                    progress=lambda s, i, n, loss: seen.append((i, n)))
+    assert r.history[:13] == pytest.approx(free.history, rel=1e-5)  # same run, only longer
+    assert r.reached is not None and r.reached > 12 and r.history[r.reached] <= target
+    assert all(h > target for h in r.history[:r.reached]) and len(r.history) == r.reached + 1
+    assert r.loss == pytest.approx(min(free.history[:7]), rel=1e-5)  # best of the first 6 steps
+    assert max(i for i, _ in seen) == 6 and {n for _, n in seen} == {6}  # progress never says "13 of 6"
+    never = p.calibrate(x, psi, 0, 2, space="z", init="random", seed=1, target=-1.0, max_steps=5)
+    assert never.reached is None and len(never.history) == 6
+
+
+def test_step_size_is_the_models_own_or_the_official_one(bundle):
+    import copy
+
+    b = copy.copy(bundle)
+    b.info = {k: v for k, v in bundle.info.items() if k != "projection_lr"}
+    assert Projector(b).learning_rate("z") == 0.075 and Projector(b).learning_rate("zeta") == 0.015
+    b.info["projection_lr"] = {"z": 0.3}
+    assert Projector(b).learning_rate("z") == 0.3 and Projector(b).learning_rate("zeta") == 0.015
+    r = Projector(b).project(torch.zeros(1, 3, 64, 64), class_id=0, steps=1, space="z")
+    assert r.lr == 0.3

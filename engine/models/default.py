@@ -63,7 +63,8 @@ def load_default(device="cpu", path: Path = WEIGHTS_DIR) -> ModelBundle:
     bundle = ModelBundle(name="default", generator=g, discriminator=mods["discriminator"], encoder=mods["encoder"],
                          aux=mods["aux"], class_names=g.class_names(), truncation=None,
                          info={"classifier": mods["classifier"], "model_card": str(path / "MODEL_CARD.md"),
-                               "metrics": meta.get("metrics", {})})
+                               "metrics": meta.get("metrics", {}),
+                               "projection_lr": dict(meta.get("projection_lr", {}))})
     bundle.to(device)
     if mods["classifier"] is not None:
         mods["classifier"].to(device).eval()

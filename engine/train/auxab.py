@@ -11,7 +11,6 @@ w = (20, 2, 1), lambda = 100; gradient clipping at 100 and weight decay 1e-4 as 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from engine.models.auxab import AuxAB
 from engine.models.sngan import SpatialEncoder
 from engine.projection import feature_psi, manifold_projection_loss
 from engine.train.encoder import load_gan
-from engine.train.gan import save_atomic
+from engine.train.budget import resume, train_for
 
 AUX_DIMS = {"dim_a": 128, "dim_zeta": 512, "dim_b": 128}
 
@@ -75,16 +74,11 @@ def main(argv=None) -> None:
     aux = AuxAB(cfg.z_channels, **AUX_DIMS)
     opt = torch.optim.Adam(aux.parameters(), 1e-4, weight_decay=1e-4)
     ck_path = run / "aux_ckpt.pt"
-    it, spent = 0, 0.0
-    if ck_path.exists():
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        aux.load_state_dict(ck["aux"])
-        opt.load_state_dict(ck["opt"])
-        it, spent = ck["it"], ck["spent"]
+    parts = {"aux": aux, "opt": opt}
+    it, spent = resume(ck_path, parts)
     data = TextureSet.load(args.data, split="train")
     rng = np.random.default_rng(1000 + it)
     g = torch.Generator().manual_seed(1000 + it)
-    t0, spent0, t_ck = time.time(), spent, time.time()
     # warm start: B(A(z)) ~ z before the meta-learning loss (otherwise B(zeta) starts far from the manifold)
     if it == 0:
         warm = torch.optim.Adam(aux.parameters(), 1e-3)
@@ -95,27 +89,20 @@ def main(argv=None) -> None:
             loss.backward()
             warm.step()
         print(f"warm start: reconstruction {loss.item():.5f}", flush=True)
-    while spent < args.minutes * 60:
+
+    def step(it: int) -> str:
         x, y = data.sample(args.batch, args.size, rng)
         with torch.no_grad():
             z0 = E(x)
         z_rand = G.sample_latent(args.batch, generator=g, resolution=args.size)
-        loss, parts = auxiliary_network_loss(G, D, aux, x, y, z0, z_rand)
+        loss, parts_ = auxiliary_network_loss(G, D, aux, x, y, z0, z_rand)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(aux.parameters(), 100.0)
         opt.step()
-        it += 1
-        spent = spent0 + time.time() - t0
-        if it % 10 == 0:
-            print(f"it {it} min {spent / 60:.1f} L_AB {loss.item():.4f} rounds {[round(p, 4) for p in parts]}",
-                  flush=True)
-        if time.time() - t_ck > 180:
-            save_atomic({"aux": aux.state_dict(), "opt": opt.state_dict(), "it": it, "spent": spent}, ck_path)
-            t_ck = time.time()
-    save_atomic({"aux": aux.state_dict(), "opt": opt.state_dict(), "it": it, "spent": spent}, ck_path)
-    print(f"done: {it} iterations", flush=True)
+        return f"L_AB {loss.item():.4f} rounds {[round(p, 4) for p in parts_]}"
 
+    train_for(args.minutes, ck_path, parts, step, it, spent, log_every=10)
 
 if __name__ == "__main__":
     main()

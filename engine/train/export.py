@@ -38,8 +38,12 @@ def main(argv=None) -> None:
     ck = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=False)
     meta_path = out / "config.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta.update({"sngan": cfg.to_dict(), "aux": AUX_DIMS, "training": {"gan_iterations": ck["it"],
-                                                                     "gan_minutes": round(ck["spent"] / 60, 1)}})
+    training = {"gan_iterations": ck["it"], "gan_minutes": round(ck["spent"] / 60, 1)}
+    for stage, f in (("encoder", "encoder_ckpt.pt"), ("aux", "aux_ckpt.pt")):
+        if (run / f).exists():
+            sck = torch.load(run / f, map_location="cpu", weights_only=False)
+            training.update({f"{stage}_iterations": sck["it"], f"{stage}_minutes": round(sck["spent"] / 60, 1)})
+    meta.update({"sngan": cfg.to_dict(), "aux": AUX_DIMS, "training": training})
     meta_path.write_text(json.dumps(meta, indent=1))
     total = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     print(f"exported {', '.join(states)} to {out} ({total / 1e6:.1f} MB)")
