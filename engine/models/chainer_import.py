@@ -42,8 +42,8 @@ import torch
 from torch import nn
 
 from engine.models.auxab import AuxAB
-from engine.models.layers import SNConv2d
 from engine.models.sngan import (
+    SNGAN_DOGCAT_128,
     SNGAN_DOGCAT_256,
     ResNetGenerator,
     SNGANConfig,
@@ -55,10 +55,7 @@ from engine.models.sngan_encoder import EncoderConfig, ResNetEncoder
 FORMAT = "neural-collage-sngan-chainer"
 DOGCAT_CLASS_IDS = list(range(151, 294))  # datasets/imagenet_dog_and_cat.py: ImageNet ids 151..293 -> 0..142
 
-# Official 128 px dog+cat architecture (configs/sn_projection_dog_and_cat.yml: gen_models/resnet_small.py,
-# dis_models/snresnet_small.py whose blocks keep hidden = input channels).
-CHAINER_DOGCAT_128 = SNGANConfig(ch=64, dim_z=128, bottom_width=4, n_classes=143, resolution=128,
-                                 gen_mults=(8, 8, 4, 4, 2, 1), dis_mults=(1, 2, 4, 4, 8, 8))
+CHAINER_DOGCAT_128 = SNGAN_DOGCAT_128  # resnet_small.py + snresnet_small.py (hidden = input channels)
 CHAINER_DOGCAT_256 = SNGAN_DOGCAT_256  # resnet_256.py + snresnet_256.py (hidden = output channels)
 DIS_HIDDEN = {256: "out", 128: "in"}
 
@@ -212,18 +209,10 @@ def build_generator(cfg: SNGANConfig) -> ResNetGenerator:
 
 
 def build_discriminator(cfg: SNGANConfig, hidden: str = "out") -> SNResNetProjectionDiscriminator:
-    """engine.models.sngan's discriminator; with ``hidden="in"`` the residual blocks' first conv keeps the input
-    width (Chainer dis_models/resblocks.Block default, used by snresnet.py / snresnet_small.py)."""
-    d = SNResNetProjectionDiscriminator(cfg)
-    if hidden == "in":
-        for i in range(2, d.n_blocks + 1):
-            blk = getattr(d, f"block{i}")
-            cin, cout = blk.c1.in_channels, blk.c2.out_channels
-            blk.c1 = SNConv2d(cin, cin, 3, padding=1)
-            blk.c2 = SNConv2d(cin, cout, 3, padding=1)
-    elif hidden != "out":
+    """engine.models.sngan's discriminator with the checkpoint's block width (``SNGANConfig.dis_hidden``)."""
+    if hidden not in ("in", "out"):
         raise ValueError(f"hidden must be 'in' or 'out', got {hidden!r}")
-    return d
+    return SNResNetProjectionDiscriminator(replace(cfg, dis_hidden=hidden))
 
 
 def build_modules(config: dict) -> dict[str, nn.Module]:

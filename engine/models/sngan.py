@@ -39,6 +39,8 @@ class SNGANConfig:
     resolution: int = 128
     gen_mults: tuple = (16, 16, 8, 4, 2, 1)  # l1 output = ch*mults[0]; block i maps mults[i] -> mults[i+1]
     dis_mults: tuple = (1, 2, 4, 8, 16, 16)  # block i outputs ch*mults[i]; all but the last down-sample
+    dis_hidden: str = "out"  # width of a discriminator block's first conv: its output's ("out", snresnet_256.py)
+    #                          or its input's ("in", Chainer resblocks.Block's default: snresnet[_small].py)
     latent: str = "vector"  # or "spatial"
     z_channels: int = 16  # spatial latent only
     class_names: list = field(default_factory=list)
@@ -54,14 +56,18 @@ class SNGANConfig:
         d = dict(d)
         d["gen_mults"] = tuple(d["gen_mults"])
         d["dis_mults"] = tuple(d["dis_mults"])
+        if d.get("dis_hidden", "out") not in ("in", "out"):
+            raise ValueError(f"dis_hidden must be 'in' or 'out', got {d['dis_hidden']!r}")
         return cls(**d)
 
 
-# The paper's released models (configs/sn_projection_dog_and_cat{,_256}.yml).
+# The paper's released models: configs/sn_projection_dog_and_cat_256.yml (gen_models/resnet_256.py,
+# dis_models/snresnet_256.py) and configs/sn_projection_dog_and_cat.yml (gen_models/resnet_small.py,
+# dis_models/snresnet_small.py, whose blocks keep the input width in their first conv).
 SNGAN_DOGCAT_256 = SNGANConfig(ch=48, dim_z=128, bottom_width=4, n_classes=143, resolution=256,
                                gen_mults=(16, 16, 8, 8, 4, 2, 1), dis_mults=(1, 2, 4, 8, 8, 16, 16))
 SNGAN_DOGCAT_128 = SNGANConfig(ch=64, dim_z=128, bottom_width=4, n_classes=143, resolution=128,
-                               gen_mults=(16, 16, 8, 4, 2, 1), dis_mults=(1, 2, 4, 8, 16, 16))
+                               gen_mults=(8, 8, 4, 4, 2, 1), dis_mults=(1, 2, 4, 4, 8, 8), dis_hidden="in")
 
 
 class GenBlock(nn.Module):
@@ -175,11 +181,12 @@ def _avgpool(x: torch.Tensor) -> torch.Tensor:
 class DisBlock(nn.Module):
     """Discriminator residual block with spectral norm (Chainer dis_models/resblocks.Block)."""
 
-    def __init__(self, cin: int, cout: int, downsample: bool):
+    def __init__(self, cin: int, cout: int, downsample: bool, hidden: int | None = None):
         super().__init__()
         self.downsample = downsample
-        self.c1 = SNConv2d(cin, cout, 3, padding=1)
-        self.c2 = SNConv2d(cout, cout, 3, padding=1)
+        hidden = cout if hidden is None else hidden
+        self.c1 = SNConv2d(cin, hidden, 3, padding=1)
+        self.c2 = SNConv2d(hidden, cout, 3, padding=1)
         self.learnable_sc = cin != cout or downsample
         if self.learnable_sc:
             self.c_sc = SNConv2d(cin, cout, 1)
@@ -231,7 +238,9 @@ class SNResNetProjectionDiscriminator(nn.Module):
         self.n_blocks = len(m)
         self.block1 = OptimizedDisBlock(3, cfg.ch * m[0])
         for i in range(1, len(m)):
-            setattr(self, f"block{i + 1}", DisBlock(cfg.ch * m[i - 1], cfg.ch * m[i], downsample=i < len(m) - 1))
+            cin, cout = cfg.ch * m[i - 1], cfg.ch * m[i]
+            setattr(self, f"block{i + 1}", DisBlock(cin, cout, downsample=i < len(m) - 1,
+                                                    hidden=cin if cfg.dis_hidden == "in" else cout))
         c = cfg.ch * m[-1]
         last = SNLinear(c, 1)
         glorot_(last.weight)

@@ -12,6 +12,7 @@ from engine.models.chainer_import import CHAINER_DOGCAT_128
 from engine.models.sngan import (
     SNGAN_DOGCAT_128,
     SNGAN_DOGCAT_256,
+    SNGANConfig,
     ResNetGenerator,
     SNResNetProjectionDiscriminator,
 )
@@ -155,9 +156,22 @@ def test_collage_identities_on_the_256_layout():
     assert (feature_blend(g, z, 1, [Reference(z2, 4, torch.ones(256, 256))]) - ref).abs().max() <= 1e-4
 
 
-@pytest.mark.xfail(reason="engine.models.sngan.SNGAN_DOGCAT_128 follows gen_models/resnet.py; the official 128 px "
-                          "dog+cat config (configs/sn_projection_dog_and_cat.yml) uses resnet_small.py / "
-                          "snresnet_small.py: engine.models.chainer_import.CHAINER_DOGCAT_128", strict=False)
 def test_sngan_dogcat_128_is_the_official_128_architecture():
-    assert SNGAN_DOGCAT_128.gen_mults == CHAINER_DOGCAT_128.gen_mults
-    assert SNGAN_DOGCAT_128.dis_mults == CHAINER_DOGCAT_128.dis_mults
+    """configs/sn_projection_dog_and_cat.yml: resnet_small.py (ch 64, 8-8-4-4-2-1) and snresnet_small.py, whose
+    blocks' first conv keeps the input width (block3/c1: 128 -> 128, block3/c2: 128 -> 256)."""
+    assert SNGAN_DOGCAT_128 is CHAINER_DOGCAT_128
+    assert SNGAN_DOGCAT_128.gen_mults == (8, 8, 4, 4, 2, 1) and SNGAN_DOGCAT_128.dis_mults == (1, 2, 4, 4, 8, 8)
+    d = SNResNetProjectionDiscriminator(replace(SNGAN_DOGCAT_128, n_classes=3))
+    assert tuple(d.block3.c1.weight.shape[:2]) == (128, 128) and tuple(d.block3.c2.weight.shape[:2]) == (256, 128)
+    d256 = SNResNetProjectionDiscriminator(replace(SNGAN_DOGCAT_256, n_classes=3))
+    assert tuple(d256.block3.c1.weight.shape[:2]) == (192, 96)  # snresnet_256: hidden = output width
+
+
+def test_dis_hidden_round_trips_and_is_checked():
+    cfg = SNGANConfig.from_dict(SNGAN_DOGCAT_128.to_dict())
+    assert cfg.dis_hidden == "in"
+    old = SNGAN_DOGCAT_256.to_dict()
+    del old["dis_hidden"]  # configs written before the field existed
+    assert SNGANConfig.from_dict(old).dis_hidden == "out"
+    with pytest.raises(ValueError, match="dis_hidden must be 'in' or 'out'"):
+        SNGANConfig.from_dict({**old, "dis_hidden": "mid"})
