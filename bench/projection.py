@@ -67,8 +67,8 @@ def held_out_crops(n: int, size: int, seed: int = 0, root: str | None = None):
 
 
 def optimise(proj, x, psi_x, class_id: int, space: str, init: str, steps: int, max_steps: int, target: float,
-             seed: int = 0) -> dict:
-    """``Projector.calibrate`` (restarts = 1, the model's step size for ``space``) for ``steps`` steps, continued
+             seed: int = 0, lr: float | None = None) -> dict:
+    """``Projector.calibrate`` (restarts = 1, step size ``lr``, default the model's) for ``steps`` steps, continued
     up to ``max_steps`` while the loss has not reached ``target``; returns the per-step losses and the measures."""
     clock: dict[str, float] = {}
 
@@ -78,18 +78,20 @@ def optimise(proj, x, psi_x, class_id: int, space: str, init: str, steps: int, m
         if step == total and "t" not in clock:
             clock["t"] = time.perf_counter() - clock["t0"]
 
-    r = proj.calibrate(x, psi_x, class_id, steps, space=space, init=init, seed=seed, progress=tick,
+    r = proj.calibrate(x, psi_x, class_id, steps, space=space, init=init, lr=lr, seed=seed, progress=tick,
                        target=None if math.isinf(target) else target, max_steps=max_steps)
     return {"history": r.history, "loss": r.loss, "psnr": psnr(r.image, x), "reached": r.reached, "lr": r.lr,
             "s_per_iter": clock.get("t", 0.0) / max(steps, 1)}
 
 
 def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int | None = 1, bundle=None,
-        images=None, seed: int = 0) -> list[dict]:
+        images=None, seed: int = 0, step_sizes: str = "model") -> list[dict]:
     """All methods on N held-out crops; one dict per method (plus the reference run).
 
+    ``step_sizes``: "model" (``Projector.learning_rate``: the model's own, else the official ones) or "official"
+    (0.075 on z, 0.015 on zeta) for every run, the reference included.
     ``bundle``/``images`` (x [N, 3, R, R], labels [N]) replace the default model / the held-out crops (tests)."""
-    from engine.projection import Projector
+    from engine.projection import OFFICIAL_LR, Projector
 
     if threads:
         torch.set_num_threads(threads)
@@ -106,6 +108,9 @@ def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int
     xs, labels = xs[:n].to(G.device), labels[:n]
     n = xs.shape[0]
     proj = Projector(bundle)
+    if step_sizes not in ("model", "official"):
+        raise ValueError(f"step_sizes must be 'model' or 'official', got {step_sizes!r}")
+    lr = dict(OFFICIAL_LR) if step_sizes == "official" else {s: proj.learning_rate(s) for s in OFFICIAL_LR}
     missing = {"encoder": "the model has no encoder" if bundle.encoder is None else None,
                "zeta": "the model has no auxiliary A/B network" if bundle.aux is None else None}
 
@@ -116,7 +121,7 @@ def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int
         x = xs[i:i + 1]
         c = int(labels[i])
         psi_x = proj.target_features(x)
-        ref = optimise(proj, x, psi_x, c, "z", "random", steps, steps, -math.inf, seed=seed)
+        ref = optimise(proj, x, psi_x, c, "z", "random", steps, steps, -math.inf, seed=seed, lr=lr["z"])
         target = ref["loss"]
         ref["reached"] = int(np.argmin(ref["history"]))
         per_method["reference"].append(ref)
@@ -124,13 +129,14 @@ def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int
             if (init == "encoder" and missing["encoder"]) or (space == "zeta" and missing["zeta"]):
                 continue
             per_method[name].append(optimise(proj, x, psi_x, c, space, init, steps, max_steps, target,
-                                             seed=seed + 1))
+                                             seed=seed + 1, lr=lr[space]))
 
     rows = []
     for name, space, init in (("reference", "z", "random"), *METHODS):
         rs = per_method[name]
         row = {"bench": "projection", "method": name if name != "reference" else "reference: random z, z-space",
                "space": space, "init": init, "n": n, "steps": steps, "max_steps": max_steps, "weights": weights,
+               "step_sizes": step_sizes, "lr": lr[space],
                "goal": GOAL if name == METHODS[2][0] else None}
         why = missing["encoder"] if init == "encoder" else None
         why = why or (missing["zeta"] if space == "zeta" else None)
@@ -150,7 +156,6 @@ def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int
             final_loss=statistics.fmean(r["loss"] for r in rs),
             psnr=statistics.fmean(r["psnr"] for r in rs),
             ms_per_iter=1000 * statistics.median(r["s_per_iter"] for r in rs),
-            lr=rs[0]["lr"] if rs else None,
             met=None if row["goal"] is None else bool(ratio <= GOAL and not_reached == 0),
             note=(f"{not_reached} of {n} did not reach L* in {max_steps} steps (counted as {max_steps}: "
                   "lower bound)") if not_reached else "",
@@ -184,14 +189,18 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=8, help="number of held-out crops (default 8)")
     ap.add_argument("--steps", type=int, default=200, help="projection steps (default 200)")
     ap.add_argument("--max-steps", type=int, default=None, help="continue up to this many steps to count "
-                                                                  "iterations to L* (default 2 x steps)")
+                                                                  "iterations to L* (default: steps)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--step-sizes", choices=("model", "official", "both"), default="both",
+                    help="Adam step sizes: the model's own, the official 0.075 (z) / 0.015 (zeta), or both runs")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    rows = run(n=args.n, steps=args.steps, max_steps=args.max_steps, threads=args.threads)
-    print(f"{args.n} held-out crops, class given, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
-          f"default weights: {rows[0]['weights']}")
-    print(format_rows(rows))
+    for which in (("model", "official") if args.step_sizes == "both" else (args.step_sizes,)):
+        rows = run(n=args.n, steps=args.steps, max_steps=args.max_steps, threads=args.threads, step_sizes=which)
+        print(f"{args.n} held-out crops, class given, torch {torch.__version__}, {torch.get_num_threads()} "
+              f"thread(s); default weights: {rows[0]['weights']}; {which} step sizes "
+              f"(z {rows[0]['lr']:g}, zeta {rows[-1]['lr']:g})")
+        print(format_rows(rows))
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
 

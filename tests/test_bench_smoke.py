@@ -136,3 +136,18 @@ def test_run_all_isolates_failures(tmp_path, monkeypatch, capsys):
     assert "RuntimeError: boom" in text and "| fake | case | measure | 0.500 |" in text and "a \\| b" in text
     assert "torch" in text and "cores" in text
     assert "boom" in capsys.readouterr().out
+
+
+def test_projection_step_size_settings(tiny_bundle):
+    import copy
+
+    from bench import projection
+
+    b = copy.copy(tiny_bundle)
+    b.info = {"projection_lr": {"z": 0.2, "zeta": 0.05}}
+    own = projection.run(n=1, steps=2, threads=None, bundle=b, images=_images(1), step_sizes="model")
+    off = projection.run(n=1, steps=2, threads=None, bundle=b, images=_images(1), step_sizes="official")
+    assert [r["lr"] for r in own] == [0.2, 0.2, 0.2, 0.05] and [r["lr"] for r in off] == [0.075, 0.075, 0.075, 0.015]
+    assert all(r["step_sizes"] == "model" for r in own)
+    with pytest.raises(ValueError, match="step_sizes must be"):
+        projection.run(n=1, steps=1, threads=None, bundle=b, images=_images(1), step_sizes="best")
