@@ -167,6 +167,15 @@ def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int
     return rows
 
 
+def card_row(r: dict) -> dict:
+    """One measured row as the model card shows it (engine/train/model_card.py)."""
+    start = {"random": "random z", "encoder": "E(x)" if r["space"] == "z" else "A(E(x))"}[r["init"]]
+    return {"start": start + (" (reference)" if r["method"].startswith("reference") else ""), "space": r["space"],
+            "step_sizes": r["step_sizes"], "lr": r["lr"], "n": r["n"], "steps": r["steps"],
+            "loss": round(r["final_loss"], 5), "psnr": round(r["psnr"], 2), "ratio": round(r["ratio"], 3),
+            "not_reached": r["not_reached"]}
+
+
 def format_rows(rows: list[dict]) -> str:
     steps = rows[0]["steps"] if rows else 0
     head = (f"{'method':<30} {'its to L*':>9} {'ratio':>7} {'goal':>7} {'met?':>5} {'loss@' + str(steps):>9} "
@@ -193,14 +202,23 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--step-sizes", choices=("model", "official", "both"), default="both",
                     help="Adam step sizes: the model's own, the official 0.075 (z) / 0.015 (zeta), or both runs")
+    ap.add_argument("--save", metavar="JSON", help="also write the rows for the model card, e.g. "
+                                                   "engine/weights/default/projection_metrics.json")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    saved = []
     for which in (("model", "official") if args.step_sizes == "both" else (args.step_sizes,)):
         rows = run(n=args.n, steps=args.steps, max_steps=args.max_steps, threads=args.threads, step_sizes=which)
         print(f"{args.n} held-out crops, class given, torch {torch.__version__}, {torch.get_num_threads()} "
               f"thread(s); default weights: {rows[0]['weights']}; {which} step sizes "
               f"(z {rows[0]['lr']:g}, zeta {rows[-1]['lr']:g})")
         print(format_rows(rows))
+        saved += [card_row(r) for r in rows if r["available"]]
+    if args.save:
+        import json
+
+        with open(args.save, "w") as f:
+            json.dump(saved, f, indent=1)
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
 

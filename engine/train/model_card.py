@@ -22,15 +22,30 @@ def render(meta: dict, m: dict, projection: list[dict] | None = None) -> str:
     names = cfg["class_names"]
     rows = "\n".join(
         f"| {n} | {pct(held.get('per_class', {}).get(n, float('nan')))} | {pct(gen['per_class'][n])} |" for n in names)
+    lr = meta.get("projection_lr")
+    lr_text = (f"{', '.join(f'{k} {v:g}' for k, v in lr.items())}, the best of a grid on 4 held-out crops "
+               "(`engine/train/tune_projection.py`, as the paper's App. B.3 picks them)" if lr
+               else "the official 0.075 (z) and 0.015 (zeta)")
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.safetensors")) / 1e6
     proj = ("\nProjection of held-out real crops (final loss and PSNR after 200 steps from random z, from E(x), and "
             "from A(E(x)) in zeta-space, and the iterations each needs to reach plain z-space Adam's final loss): "
-            "`python bench/projection.py`, table in `bench/RESULTS.md` and the README.\n")
+            "`python bench/projection.py --save engine/weights/default/projection_metrics.json`, then this "
+            "script.\n")
     if projection:
-        head = "| start | space | final loss (200 steps) | PSNR | iterations to plain z-space's final loss / 200 |"
-        body = [f"| {r['start']} | {r['space']} | {r['loss']:.4f} | {r['psnr']:.1f} dB | {r['ratio']:.2f} |"
-                for r in projection]
-        proj = "\n" + "\n".join([head, "|---|---|---|---|---|", *body])
+        head = ("| Adam step sizes | start | space | lr | final loss (200 steps) | PSNR | iterations to the "
+                "reference's final loss / 200 |")
+
+        def missed(r):
+            return f" ({r['not_reached']} not reached)" if r["not_reached"] else ""
+
+        body = [f"| {r['step_sizes']} | {r['start']} | {r['space']} | {r['lr']:g} | {r['loss']:.4f} | "
+                f"{r['psnr']:.1f} dB | {r['ratio']:.2f}{missed(r)} |" for r in projection]
+        proj = ("\nProjection of " + str(projection[0]["n"]) + " held-out real crops, class given "
+                "(`python bench/projection.py --save engine/weights/default/projection_metrics.json`; a crop that "
+                "does not reach the reference's loss in 200 steps counts as 200). \"model\" step sizes are the ones "
+                "the engine uses (chosen by `engine/train/tune_projection.py` on other crops), \"official\" are the "
+                "paper code's 0.075 (z) / 0.015 (zeta); each setting has its own reference run.\n\n"
+                + "\n".join([head, "|---|---|---|---|---|---|---|", *body]) + "\n")
     return f"""# Model card: `default` (Neural Collage texture GAN)
 
 The model the plug-in and the CLI use when no other is installed: it ships with the repository, runs offline on
@@ -60,9 +75,14 @@ treat them as GPL-2.
 ## Training
 `engine/train/pipeline.sh`: hinge loss, Adam(2e-4, 0.0, 0.9), batch 24, 48 px crops, EMA generator (0.999),
 {tr.get('gan_iterations', '?')} iterations ({tr.get('gan_minutes', '?')} min on 2 CPU cores), then the generator's
-batch-norm statistics recalibrated; encoder trained with eq. 4 (+ 0.2 x MSE, + latent regression on generated
-samples); A/B network with eq. 6 (N_iter = 2, w = (20, 2, 1), lambda = 100, inner AdaGrad steps, gradient clip
-100, weight decay 1e-4). Checkpoints every 3 minutes to `runs/` (git-ignored), resumable.
+batch-norm statistics recalibrated; encoder trained with eq. 4 (+ 0.2 x MSE) on real crops and generated samples
+({tr.get('encoder_iterations', '?')} iterations, {tr.get('encoder_minutes', '?')} min; the first 219 also with a
+latent regression term ||E(G(z)) - z||^2 on the generated samples, dropped since: it pulled E(x) towards the mean
+latent and made projection from E(x) slower than from a random z); A/B network with eq. 6 (N_iter = 2,
+w = (20, 2, 1), lambda = 100, inner AdaGrad steps, gradient clip 100, weight decay 1e-4;
+{tr.get('aux_iterations', '?')} iterations, {tr.get('aux_minutes', '?')} min). Checkpoints every 3 minutes to
+`runs/` (git-ignored), resumable.
+Projection's Adam step sizes: {lr_text}.
 
 ## Measured (by `python -m engine.train.evaluate`, the shipped classifier as judge)
 - Classifier accuracy on held-out real crops: **{pct(held.get('mean', float('nan')))}**.
