@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -46,6 +47,10 @@ except Exception:  # noqa: BLE001 - ImportError, or a broken binary wheel
     zmq = None
 
 HAVE_PYZMQ = zmq is not None
+# libzmq >= 4.3 reports why a CURVE handshake failed (0 on older builds: the generic message is used)
+AUTH_FAILED = getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
+HANDSHAKE_FAILURES = AUTH_FAILED | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0) | getattr(
+    zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0)
 
 START_HINT = ("start it with `neural-collage serve` (or enable \"start the engine automatically\" "
               "in the plug-in settings)")
@@ -93,6 +98,22 @@ class Reply:
 
     def __repr__(self) -> str:
         return f"Reply(op={self.op!r}, params={self.params!r}, arrays={self.arrays!r})"
+
+
+def load_key_pair(keys: Any) -> tuple[bytes, bytes]:
+    """A client's CURVE (public, secret) Z85 pair, given itself or as a secret key file path
+    (``<name>.key_secret`` from ``neural-collage keys --name <name>``)."""
+    if isinstance(keys, (tuple, list)) and len(keys) == 2:
+        return _as_bytes(keys[0]), _as_bytes(keys[1])
+    path = os.fspath(keys)
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    public = re.search(r'public-key\s*=\s*"([^"]{40})"', text)
+    secret = re.search(r'secret-key\s*=\s*"([^"]{40})"', text)
+    if not (public and secret):
+        raise ValueError(f"{path} holds no CURVE key pair (use the *.key_secret file written by "
+                         "`neural-collage keys`)")
+    return public.group(1).encode("ascii"), secret.group(1).encode("ascii")
 
 
 def load_public_key(key: Any) -> bytes:
@@ -187,10 +208,18 @@ class _PyZmqTransport:
             if not zmq.has("curve"):
                 sock.close()
                 raise BridgeError("this pyzmq/libzmq has no CURVE support")
-            public, secret = self.curve_keys or zmq.curve_keypair()
+            try:
+                public, secret = load_key_pair(self.curve_keys) if self.curve_keys else zmq.curve_keypair()
+                server_key = load_public_key(self.curve_server_key)
+            except (OSError, ValueError) as exc:
+                sock.close()
+                raise BridgeError(f"CURVE key: {exc}") from None
             sock.curve_publickey = _as_bytes(public)
             sock.curve_secretkey = _as_bytes(secret)
-            sock.curve_serverkey = load_public_key(self.curve_server_key)
+            sock.curve_serverkey = server_key
+            monitor = sock.get_monitor_socket(HANDSHAKE_FAILURES) if HANDSHAKE_FAILURES else None
+        else:
+            monitor = None
         try:
             sock.connect(self.address)
         except zmq.ZMQError as exc:
@@ -198,8 +227,25 @@ class _PyZmqTransport:
             raise EngineUnavailable(f"cannot connect to {self.address}: {exc}") from None
         self.sock = sock
         wait = max(0.0, min(timeout, self.connect_timeout))
-        if not sock.poll(int(wait * 1000), zmq.POLLOUT):
+        connected = sock.poll(int(wait * 1000), zmq.POLLOUT)
+        failure = None
+        if monitor is not None:
+            if not connected and monitor.poll(100, zmq.POLLIN):
+                # a monitor event: frame 1 = uint16 event id + uint32 value (native order), frame 2 = endpoint
+                failure = struct.unpack("=H", monitor.recv_multipart()[0][:2])[0]
+            sock.disable_monitor()
+            monitor.close(linger=0)
+        if not connected:
             self.close()
+            if failure is not None and failure == AUTH_FAILED:
+                raise EngineUnavailable(
+                    f"the engine at {self.address} refused this client's CURVE key: its operator must add your "
+                    "public key file (from `neural-collage keys --name <you>`) to the engine's --curve-clients "
+                    "folder") from None
+            if failure is not None:
+                raise EngineUnavailable(
+                    f"the encrypted handshake with the engine at {self.address} failed: check that the engine "
+                    "public key given to this client is the one the engine serves with") from None
             raise EngineUnavailable(_unavailable_text(self.address, None))
 
     def send(self, frames: Sequence[Any], timeout: float) -> None:
@@ -256,8 +302,8 @@ class EngineClient:
     ``transport``: "auto" (pyzmq when importable, else the pure-Python ZMTP
     client), "pyzmq" or "zmtp".
     CURVE (``curve_server_key``: the engine's Z85 public key or key file;
-    ``curve_keys``: optional (public, secret) client pair, generated if None)
-    needs pyzmq.
+    ``curve_keys``: the client's (public, secret) pair or its ``*.key_secret`` file, needed when the engine
+    admits only listed clients (``--curve-clients``); a throw-away pair otherwise) needs pyzmq.
     """
 
     def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, transport: str = "auto",

@@ -197,6 +197,22 @@ def load_secret_key(path: str) -> tuple[bytes, bytes]:
     return public, secret
 
 
+def count_client_keys(folder: str) -> int:
+    """The number of client public keys (``*.key`` files, ZPL format) in ``folder``; a clear error when none."""
+    import zmq.auth
+    if not os.path.isdir(folder):
+        raise ServerConfigError(f"--curve-clients: {folder} is not a folder (it should hold the clients' "
+                                "public *.key files)")
+    try:
+        keys = zmq.auth.load_certificates(folder)
+    except (OSError, ValueError) as exc:
+        raise ServerConfigError(f"--curve-clients: cannot read the client keys in {folder}: {exc}") from None
+    if not keys:
+        raise ServerConfigError(f"--curve-clients: {folder} holds no client public keys (*.key files from "
+                                "`neural-collage keys --name <client>`): no client could connect")
+    return len(keys)
+
+
 # ---------------------------------------------------------------------------
 # The server
 # ---------------------------------------------------------------------------
@@ -210,7 +226,7 @@ class EngineServer:
 
     def __init__(self, handler: Any = None, bind: str = DEFAULT_ADDRESS, log_file: str | None = None,
                  limits: Limits = DEFAULT_LIMITS, curve_secret_key_file: str | None = None,
-                 handler_factory: Callable[[], Any] | None = None,
+                 curve_clients: str | None = None, handler_factory: Callable[[], Any] | None = None,
                  max_queue: int = DEFAULT_MAX_QUEUE, heartbeat_interval: float = HEARTBEAT_INTERVAL):
         if handler is None and handler_factory is None:
             raise ValueError("EngineServer needs a handler or a handler_factory")
@@ -219,6 +235,8 @@ class EngineServer:
         self.bind_address = bind
         self.limits = limits
         self.curve_secret_key_file = curve_secret_key_file
+        self.curve_clients = curve_clients
+        self._auth: Any = None
         self.max_queue = max_queue
         self.heartbeat_interval = heartbeat_interval
         self.address: str | None = None   # actual endpoint once bound
@@ -259,6 +277,15 @@ class EngineServer:
             if not zmq.has("curve"):
                 raise ServerConfigError("this pyzmq/libzmq build has no CURVE support")
             keys = load_secret_key(self.curve_secret_key_file)
+            if self.curve_clients:
+                count_client_keys(self.curve_clients)
+            else:
+                log.warning("CURVE without --curve-clients: any client that has the engine's public key may "
+                            "connect; list the clients' public keys in a folder and pass it with "
+                            "--curve-clients to admit only them")
+        elif self.curve_clients:
+            raise ServerConfigError("--curve-clients needs --curve-secret-key (client keys are checked only on "
+                                    "encrypted connections)")
         elif not is_loopback_address(address):
             raise ServerConfigError(
                 f"refusing to listen on {address} without encryption: that address is reachable from other "
@@ -272,12 +299,19 @@ class EngineServer:
         router.setsockopt(zmq.RCVHWM, 0)
         router.setsockopt(zmq.SNDHWM, 10000)
         if keys is not None:
+            if self.curve_clients:
+                from zmq.auth.thread import ThreadAuthenticator
+
+                self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("neural_collage.engine.auth"))
+                self._auth.start()
+                self._auth.configure_curve(domain="*", location=os.path.abspath(self.curve_clients))
             router.curve_server = True
             router.curve_publickey, router.curve_secretkey = keys
         try:
             router.bind(address)
         except zmq.ZMQError as exc:
             router.close(linger=0)
+            self._stop_auth()
             ctx.term()
             if exc.errno == zmq.EADDRINUSE:
                 raise ServerConfigError(
@@ -293,7 +327,8 @@ class EngineServer:
         outbox.connect(inproc)
         self._ctx, self._router, self._inbox, self._outbox = ctx, router, inbox, outbox
         log.info("engine listening on %s%s (protocol v%d)", self.address,
-                 " with CURVE encryption" if keys else "", PROTOCOL_VERSION)
+                 (" with CURVE encryption" + (f", admitting the client keys in {self.curve_clients}"
+                                               if self.curve_clients else "")) if keys else "", PROTOCOL_VERSION)
         return self.address
 
     def start(self) -> str:
@@ -318,6 +353,11 @@ class EngineServer:
             raise errors[0]
         assert self.address is not None
         return self.address
+
+    def _stop_auth(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the main loop to stop; waits for it when it runs on another thread."""
@@ -361,6 +401,7 @@ class EngineServer:
         for sock in (self._router, self._inbox):
             if sock is not None:
                 sock.close(linger=0)
+        self._stop_auth()
         if self._worker is None or not self._worker.is_alive():
             if self._outbox is not None:
                 self._outbox.close(linger=0)
@@ -691,6 +732,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--curve-secret-key", default=None, metavar="PATH",
                         help="CURVE secret key file (from `neural-collage keys`): encrypts the "
                              "connection; required for non-loopback addresses")
+    parser.add_argument("--curve-clients", default=None, metavar="DIR",
+                        help="admit only the clients whose public key file (*.key, from `neural-collage keys "
+                             "--name <client>`) is in DIR (needs --curve-secret-key)")
     parser.add_argument("--max-message-mb", type=int, default=DEFAULT_LIMITS.max_message_bytes // MiB,
                         help="largest accepted request in MiB (default %(default)s)")
     parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
@@ -727,6 +771,7 @@ def serve_main(args: argparse.Namespace, handler_factory: Callable[[argparse.Nam
     server = EngineServer(handler_factory=lambda: handler_factory(args),
                           bind=getattr(args, "bind", DEFAULT_ADDRESS), limits=limits,
                           curve_secret_key_file=getattr(args, "curve_secret_key", None),
+                          curve_clients=getattr(args, "curve_clients", None),
                           max_queue=getattr(args, "max_queue", DEFAULT_MAX_QUEUE))
     try:
         server.bind()
@@ -803,5 +848,7 @@ def keys_main(args: Any = None) -> int:
     print("engine public key: {}".format(public.decode("ascii")))
     print("start the engine with:  neural-collage serve --bind tcp://0.0.0.0:5581 "
           f"--curve-secret-key {secret_path}")
-    print(f"and give the plug-in the public key (or {public_path})")
+    print(f"and give clients the public key (or {public_path}); to admit only listed clients, copy each client's "
+          "public key file (`neural-collage keys --name <client>` on its machine) into a folder and add "
+          "--curve-clients FOLDER")
     return 0

@@ -241,3 +241,51 @@ def test_no_stdlib_modules_removed_in_python_312_313(path):
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
     assert not names & REMOVED_IN_312_313
+
+
+def test_settings_curve_keys(tmp_path):
+    assert nc_settings.curve_options(nc_settings.defaults()) == {}
+    v = nc_settings.validate({"engine_public_key": " /keys/engine.key ", "client_secret_key": "/keys/me.key_secret"})
+    assert nc_settings.curve_options(v) == {"curve_server_key": "/keys/engine.key",
+                                            "curve_keys": "/keys/me.key_secret"}
+    assert nc_settings.curve_options(nc_settings.validate({"engine_public_key": "k" * 40})) == {
+        "curve_server_key": "k" * 40}
+    with pytest.raises(ValueError, match="set engine_public_key too"):
+        nc_settings.validate({"client_secret_key": "/keys/me.key_secret"})
+
+
+def test_curve_settings_reach_a_curve_engine(tmp_path):
+    """The settings' key files, passed as the plug-in passes them, open an encrypted connection to an engine that
+    admits only listed clients; a missing key file is a BridgeError (the plug-in turns it into a message)."""
+    zmq = pytest.importorskip("zmq")
+    if not zmq.has("curve"):
+        pytest.skip("libzmq without CURVE")
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "tests" / "bridge"))
+    from bridge_fakes import FakeHandler
+
+    from bridge.client import EngineClient
+    from bridge.protocol import BridgeError
+    from engine.server import EngineServer, add_keys_arguments, keys_main
+
+    keys_main(str(tmp_path / "engine"))
+    keys_main(add_keys_arguments(argparse.ArgumentParser()).parse_args(["--out-dir", str(tmp_path / "me"),
+                                                                         "--name", "me"]))
+    (tmp_path / "clients").mkdir()
+    (tmp_path / "clients" / "me.key").write_text((tmp_path / "me" / "me.key").read_text())
+    srv = EngineServer(FakeHandler(), bind="tcp://127.0.0.1:*", curve_clients=str(tmp_path / "clients"),
+                       curve_secret_key_file=str(tmp_path / "engine" / "engine.key_secret"))
+    address = srv.start()
+    try:
+        s = nc_settings.validate({"address": address, "engine_public_key": str(tmp_path / "engine" / "engine.key"),
+                                  "client_secret_key": str(tmp_path / "me" / "me.key_secret")})
+        c = EngineClient(s["address"], 5, **nc_settings.curve_options(s))
+        assert c.hello()["state"] == "ready"
+        c.close()
+        bad = EngineClient(s["address"], 5, **nc_settings.curve_options(dict(s, client_secret_key="/nope")))
+        with pytest.raises(BridgeError, match="CURVE key"):
+            bad.hello()
+        bad.close()
+    finally:
+        srv.stop()

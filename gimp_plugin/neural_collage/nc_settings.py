@@ -15,6 +15,10 @@ Keys:
                   the engine sends heartbeats and progress)
   margin          context around the selection sent to the engine, as a fraction of its size per side
   steps           optimisation steps of the projection (0 = the engine's default)
+  engine_public_key  a remote engine's CURVE public key (40 characters) or its engine.key file; "" = no encryption
+                  (loopback or an SSH tunnel). Encryption needs pyzmq in GIMP's Python.
+  client_secret_key  this machine's CURVE key file (<name>.key_secret from `neural-collage keys --name <name>`),
+                  for an engine that admits only listed clients (--curve-clients); "" = a throw-away key
 """
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ def defaults() -> dict:
         "timeout": 30.0,
         "margin": 0.25,
         "steps": 0,
+        "engine_public_key": "",
+        "client_secret_key": "",
     }
 
 
@@ -115,6 +121,10 @@ def validate(raw: dict) -> dict:
     out["engine_command"] = parse_command(out["engine_command"])
     out["engine_cwd"] = str(out["engine_cwd"] or "")
     out["model"] = str(out["model"] or "").strip()
+    for key in ("engine_public_key", "client_secret_key"):
+        out[key] = str(out[key] or "").strip()
+    if out["client_secret_key"] and not out["engine_public_key"]:
+        raise ValueError("client_secret_key is only used with encryption: set engine_public_key too")
     try:
         out["timeout"] = float(out["timeout"])
         out["margin"] = float(out["margin"])
@@ -128,6 +138,16 @@ def validate(raw: dict) -> dict:
     if out["steps"] < 0:
         raise ValueError("steps must be 0 (engine default) or more")
     return out
+
+
+def curve_options(settings: dict) -> dict:
+    """EngineClient keyword arguments for the CURVE settings (empty when encryption is off)."""
+    if not settings.get("engine_public_key"):
+        return {}
+    opts = {"curve_server_key": settings["engine_public_key"]}
+    if settings.get("client_secret_key"):
+        opts["curve_keys"] = settings["client_secret_key"]
+    return opts
 
 
 def load(path: str | None = None) -> tuple:

@@ -127,7 +127,12 @@ class Engine:
         c = self.bclient
         limit = timeout or self.settings["timeout"]
         for attempt in (0, 1):
-            client = c.EngineClient(self.settings["address"], limit)
+            try:
+                client = c.EngineClient(self.settings["address"], limit, **nc_settings.curve_options(self.settings))
+            except self.bprotocol.BridgeError as exc:
+                raise UserError(f"Neural Collage engine: cannot use the encryption keys set in Settings... "
+                                f"({exc}). Without pyzmq in GIMP's Python, clear the engine public key and reach "
+                                "the engine through an SSH tunnel (ssh -L 5581:127.0.0.1:5581 host).") from None
             try:
                 return client.call(op, params, arrays or {}, on_progress=on_progress)
             except c.Cancelled:
@@ -136,7 +141,7 @@ class Engine:
                 if attempt == 0 and self._auto_start():
                     continue
                 text = str(exc)
-                if "lost the connection" in text:
+                if "lost the connection" in text or "CURVE" in text or "handshake" in text:
                     raise UserError(f"Neural Collage engine: {text}") from None
                 raise UserError(unreachable_message(self.settings)) from None
             except c.EngineTimeout as exc:
@@ -145,6 +150,8 @@ class Engine:
             except c.EngineError as exc:
                 text = getattr(exc, "message", None) or str(exc)
                 raise UserError(f"Neural Collage engine: {text}") from None
+            except self.bprotocol.BridgeError as exc:  # e.g. an unreadable key file named in Settings...
+                raise UserError(f"Neural Collage engine: {exc}") from None
             finally:
                 client.close()
         raise UserError(unreachable_message(self.settings))
@@ -702,6 +709,8 @@ def run_settings(procedure, run_mode, image, drawables, config):
             config.set_property("engine-command", nc_settings.format_command(settings["engine_command"]))
             config.set_property("model", settings["model"])
             config.set_property("timeout", settings["timeout"])
+            config.set_property("engine-public-key", settings["engine_public_key"])
+            config.set_property("client-secret-key", settings["client_secret_key"])
             if not show_dialog(procedure, config):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         new = dict(settings)
@@ -717,6 +726,8 @@ def run_settings(procedure, run_mode, image, drawables, config):
             "engine_command": command,
             "model": config.get_property("model") or "",
             "timeout": float(config.get_property("timeout")),
+            "engine_public_key": config.get_property("engine-public-key") or "",
+            "client_secret_key": config.get_property("client-secret-key") or "",
         })
         try:
             path = nc_settings.save(new)
@@ -823,6 +834,13 @@ class NeuralCollage(Gimp.PlugIn):
                                      "How long to wait for the engine's first answer (a running edit may "
                                      "take longer while the engine reports progress)",
                                      1.0, 86400.0, d["timeout"], RW)
+            proc.add_string_argument("engine-public-key", "Engine public _key (encryption)",
+                                     "A remote engine's CURVE public key or its engine.key file; empty = no "
+                                     "encryption (local engine or SSH tunnel). Needs pyzmq in GIMP's Python", "",
+                                     RW)
+            proc.add_string_argument("client-secret-key", "Your _secret key file (encryption)",
+                                     "Your <name>.key_secret from `neural-collage keys --name <name>`, for an "
+                                     "engine that admits only listed clients; empty = a throw-away key", "", RW)
             proc.add_string_return_value("message", "Message", "What was saved", "", RW)
             return proc
         proc.set_image_types("RGB*, GRAY*")
