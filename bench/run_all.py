@@ -12,6 +12,7 @@ measured within this one run, on the machine stated above the table.
 from __future__ import annotations
 
 import argparse
+import json
 import datetime
 import os
 import platform
@@ -221,6 +222,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fast smoke run (small sizes, few repeats)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--only", nargs="+", choices=BENCHES, default=list(BENCHES), help="run only these")
+    ap.add_argument("--save-projection", metavar="JSON", default=None,
+                    help="also write the projection rows for the model card (e.g. "
+                         "engine/weights/default/projection_metrics.json)")
     ap.add_argument("--out", default=None,
                     help="Markdown output (default bench/RESULTS.md; with --quick: none unless given)")
     args = ap.parse_args(argv)
@@ -239,7 +243,12 @@ def main(argv=None) -> int:
         print(f"\n== {name} ==", flush=True)
         t0 = time.perf_counter()
         try:
-            _, rows, detail = RUNNERS[name](args.quick, args.threads)
+            raw, rows, detail = RUNNERS[name](args.quick, args.threads)
+            if name == "projection" and args.save_projection:
+                from bench.projection import card_row
+
+                with open(args.save_projection, "w", encoding="utf-8") as f:
+                    json.dump([card_row(r) for r in raw if r["available"]], f, indent=1)
             torch.set_num_threads(args.threads)  # in case a benchmark changed it
             if detail:
                 print(detail)
