@@ -105,10 +105,14 @@ def bench_projection(quick: bool, threads: int | None):
     own reference run, so that the encoder / zeta-space speed-up is never credited with the step size's."""
     from bench import projection
 
+    from bench.collage import load_default_bundle
+
+    bundle, _ = load_default_bundle()
+    settings = ("model", "official") if bundle.info.get("projection_lr") else ("official",)  # else the same
     rows, rows_out, texts = [], [], []
-    for which in ("model", "official"):
-        part = projection.run(n=2, steps=20, step_sizes=which) if quick else projection.run(n=8, steps=200,
-                                                                                          step_sizes=which)
+    for which in settings:
+        part = (projection.run(n=2, steps=20, step_sizes=which, bundle=bundle) if quick
+                else projection.run(n=8, steps=200, step_sizes=which, bundle=bundle))
         rows += part
         texts.append(f"{which} step sizes:\n" + projection.format_rows(part))
         for r in part:

@@ -23,9 +23,14 @@ def render(meta: dict, m: dict, projection: list[dict] | None = None) -> str:
     rows = "\n".join(
         f"| {n} | {pct(held.get('per_class', {}).get(n, float('nan')))} | {pct(gen['per_class'][n])} |" for n in names)
     lr = meta.get("projection_lr")
+    search = meta.get("projection_lr_search", {})
     lr_text = (f"{', '.join(f'{k} {v:g}' for k, v in lr.items())}, the best of a grid on 4 held-out crops "
                "(`engine/train/tune_projection.py`, as the paper's App. B.3 picks them)" if lr
                else "the official 0.075 (z) and 0.015 (zeta)")
+    if not lr and search.get("chosen_then_dropped"):
+        picked = ", ".join(f"{k} {v:g}" for k, v in search["chosen_then_dropped"].items())
+        lr_text += (f". `engine/train/tune_projection.py` picked {picked} on its 4 crops, but {search['why_dropped']}; "
+                    "so the model ships without step sizes of its own")
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.safetensors")) / 1e6
     proj = ("\nProjection of held-out real crops (final loss and PSNR after 200 steps from random z, from E(x), and "
             "from A(E(x)) in zeta-space, and the iterations each needs to reach plain z-space Adam's final loss): "

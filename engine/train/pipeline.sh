@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The default model's whole training pipeline, in order (App. B.2: G + D, then E, then A/B), each stage
-# resumable from its checkpoint in runs/ (git-ignored); then export, projection step sizes, evaluation, gallery.
+# resumable from its checkpoint in runs/ (git-ignored); then export, evaluation, gallery.
 #   bash engine/train/pipeline.sh [GAN_MINUTES] [ENCODER_MINUTES] [AUX_MINUTES] [CLASSIFIER_MINUTES]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,5 +10,4 @@ python -m engine.train.classifier --out runs/classifier --minutes "${4:-5}"
 python -m engine.train.encoder --gan runs/default --minutes "${2:-10}"
 python -m engine.train.auxab --gan runs/default --minutes "${3:-6}"
 python -m engine.train.export --run runs/default --classifier runs/classifier/classifier.pt
-python -m engine.train.tune_projection
 python -m engine.train.evaluate --out engine/weights/default/metrics.json --gallery docs/default_model_gallery.png
