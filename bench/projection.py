@@ -21,9 +21,9 @@ The ratio reported is the mean over the images of (iterations to reach L*) / ``s
 reach L* within ``max_steps`` counts as max_steps / steps (so the mean is then a lower bound, and the row says
 how many did not).  Goal: <= 1/2 for E(x) + zeta-space.
 
-Every run is the engine's own ``Projector.calibrate`` with the model's Adam step size for its space
-(``Projector.learning_rate``: the official 0.075 on z and 0.015 on zeta unless the model carries its own,
-as the default model does); the table states the step sizes used.
+Every run is the engine's own ``Projector.calibrate``, with the official Adam step sizes (0.075 on z, 0.015 on
+zeta) and, when the model carries step sizes of its own (``Projector.learning_rate``), with those too, each
+setting against its own reference; the table states the step sizes used.
 
 ``run(n=8, steps=200) -> list[dict]`` returns the rows for bench/run_all.py.
 """
@@ -167,6 +167,22 @@ def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int
     return rows
 
 
+def step_size_settings(bundle, which: str = "both") -> tuple[str, ...]:
+    """The step-size settings to run: "both" is ("model", "official") when the model carries step sizes of its
+    own, else just ("official",) (the two would be the same run)."""
+    if which != "both":
+        return (which,)
+    return ("model", "official") if bundle.info.get("projection_lr") else ("official",)
+
+
+def save_card_rows(rows: list[dict], path: str) -> None:
+    """Write the measured rows as the model card reads them (engine/train/model_card.py)."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump([card_row(r) for r in rows if r["available"]], f, indent=1)
+
+
 def card_row(r: dict) -> dict:
     """One measured row as the model card shows it (engine/train/model_card.py)."""
     start = {"random": "random z", "encoder": "E(x)" if r["space"] == "z" else "A(E(x))"}[r["init"]]
@@ -201,24 +217,26 @@ def main(argv=None) -> int:
                                                                   "iterations to L* (default: steps)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--step-sizes", choices=("model", "official", "both"), default="both",
-                    help="Adam step sizes: the model's own, the official 0.075 (z) / 0.015 (zeta), or both runs")
+                    help="Adam step sizes: the model's own, the official 0.075 (z) / 0.015 (zeta), or both runs "
+                         "(default; only the official run when the model has no step sizes of its own)")
     ap.add_argument("--save", metavar="JSON", help="also write the rows for the model card, e.g. "
                                                    "engine/weights/default/projection_metrics.json")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    from bench.collage import load_default_bundle
+
+    bundle, weights = load_default_bundle()
     saved = []
-    for which in (("model", "official") if args.step_sizes == "both" else (args.step_sizes,)):
-        rows = run(n=args.n, steps=args.steps, max_steps=args.max_steps, threads=args.threads, step_sizes=which)
+    for which in step_size_settings(bundle, args.step_sizes):
+        rows = run(n=args.n, steps=args.steps, max_steps=args.max_steps, threads=args.threads, step_sizes=which,
+                   bundle=bundle)
         print(f"{args.n} held-out crops, class given, torch {torch.__version__}, {torch.get_num_threads()} "
-              f"thread(s); default weights: {rows[0]['weights']}; {which} step sizes "
+              f"thread(s); default weights: {weights}; {which} step sizes "
               f"(z {rows[0]['lr']:g}, zeta {rows[-1]['lr']:g})")
         print(format_rows(rows))
-        saved += [card_row(r) for r in rows if r["available"]]
+        saved += rows
     if args.save:
-        import json
-
-        with open(args.save, "w") as f:
-            json.dump(saved, f, indent=1)
+        save_card_rows(saved, args.save)
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -12,7 +12,6 @@ measured within this one run, on the machine stated above the table.
 from __future__ import annotations
 
 import argparse
-import json
 import datetime
 import os
 import platform
@@ -101,16 +100,15 @@ def bench_collage(quick: bool, threads: int | None):
 
 
 def bench_projection(quick: bool, threads: int | None):
-    """Both step-size settings: the model's own (what the engine uses) and the official ones, each with its
-    own reference run, so that the encoder / zeta-space speed-up is never credited with the step size's."""
+    """The official step sizes and, when the model carries its own (what the engine then uses), those too, each
+    with its own reference run, so that the encoder / zeta-space speed-up is never credited with the step size's."""
     from bench import projection
 
     from bench.collage import load_default_bundle
 
     bundle, _ = load_default_bundle()
-    settings = ("model", "official") if bundle.info.get("projection_lr") else ("official",)  # else the same
     rows, rows_out, texts = [], [], []
-    for which in settings:
+    for which in projection.step_size_settings(bundle):
         part = (projection.run(n=2, steps=20, step_sizes=which, bundle=bundle) if quick
                 else projection.run(n=8, steps=200, step_sizes=which, bundle=bundle))
         rows += part
@@ -212,9 +210,9 @@ def markdown(info: dict, rows: list[tuple], errors: dict, quick: bool, seconds: 
         "does not depend on them).",
         "- projection: real held-out texture crops at the default model's native size, class given; L* = lowest "
         "loss of a 200-step z-space Adam run from a random z; each method's iterations until its loss first "
-        "reaches L* (0: the initial latent already does).  Run twice: with the default model's own Adam step "
-        "sizes (chosen by engine/train/tune_projection.py, what the engine uses) and with the official ones "
-        "(0.075 on z, 0.015 on zeta); each run has its own reference.",
+        "reaches L* (0: the initial latent already does).  Run with the official Adam step sizes (0.075 on z, "
+        "0.015 on zeta) and, when the model carries its own (engine/train/tune_projection.py), with those too; "
+        "each setting has its own reference.",
         "- poisson and bridge: see bench/poisson.py and bench/bridge.py.",
         "",
     ]
@@ -249,10 +247,9 @@ def main(argv=None) -> int:
         try:
             raw, rows, detail = RUNNERS[name](args.quick, args.threads)
             if name == "projection" and args.save_projection:
-                from bench.projection import card_row
+                from bench.projection import save_card_rows
 
-                with open(args.save_projection, "w", encoding="utf-8") as f:
-                    json.dump([card_row(r) for r in raw if r["available"]], f, indent=1)
+                save_card_rows(raw, args.save_projection)
             torch.set_num_threads(args.threads)  # in case a benchmark changed it
             if detail:
                 print(detail)

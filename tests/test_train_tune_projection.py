@@ -19,12 +19,7 @@ def tiny():
     return b, xs, torch.tensor([0, 2])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_picks_the_step_size_with_the_lowest_loss(tiny):

@@ -36,6 +36,7 @@ def tune(bundle, xs: torch.Tensor, labels, steps: int = 200, grid: dict | None =
 
     proj = Projector(bundle)
     grid = grid or GRID
+    psis = [proj.target_features(xs[i:i + 1]) for i in range(xs.shape[0])]  # the targets' features, once
     out = {}
     for space, lrs in grid.items():
         if space == "zeta" and (bundle.aux is None or bundle.encoder is None):
@@ -44,8 +45,7 @@ def tune(bundle, xs: torch.Tensor, labels, steps: int = 200, grid: dict | None =
         for lr in lrs:
             finals = []
             for i in range(xs.shape[0]):
-                x = xs[i:i + 1]
-                r = proj.calibrate(x, proj.target_features(x), int(labels[i]), steps, space=space, init=INIT[space],
+                r = proj.calibrate(xs[i:i + 1], psis[i], int(labels[i]), steps, space=space, init=INIT[space],
                                    lr=lr, seed=10 + i)
                 finals.append(r.loss)
             losses[lr] = statistics.fmean(finals)
