@@ -197,8 +197,9 @@ def load_secret_key(path: str) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def count_client_keys(folder: str) -> int:
-    """The number of client public keys (``*.key`` files, ZPL format) in ``folder``; a clear error when none."""
+def load_client_keys(folder: str) -> frozenset[bytes]:
+    """The client public keys (z85, from the ``*.key`` files, ZPL format) in ``folder``; a clear error when
+    there are none.  Read once, at bind: the engine admits the clients listed when it started."""
     import zmq.auth
     if not os.path.isdir(folder):
         raise ServerConfigError(f"--curve-clients: {folder} is not a folder (it should hold the clients' "
@@ -210,7 +211,17 @@ def count_client_keys(folder: str) -> int:
     if not keys:
         raise ServerConfigError(f"--curve-clients: {folder} holds no client public keys (*.key files from "
                                 "`neural-collage keys --name <client>`): no client could connect")
-    return len(keys)
+    return frozenset(keys)
+
+
+class _ClientKeys:
+    """The ZAP credentials provider of ``--curve-clients``: admits the listed public keys."""
+
+    def __init__(self, keys: frozenset[bytes]):
+        self.keys = keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self.keys
 
 
 # ---------------------------------------------------------------------------
@@ -273,12 +284,13 @@ class EngineServer:
         address = self.bind_address
         split_address(address)
         keys = None
+        clients: frozenset[bytes] | None = None
         if self.curve_secret_key_file:
             if not zmq.has("curve"):
                 raise ServerConfigError("this pyzmq/libzmq build has no CURVE support")
             keys = load_secret_key(self.curve_secret_key_file)
             if self.curve_clients:
-                count_client_keys(self.curve_clients)
+                clients = load_client_keys(self.curve_clients)
             else:
                 log.warning("CURVE without --curve-clients: any client that has the engine's public key may "
                             "connect; list the clients' public keys in a folder and pass it with "
@@ -299,12 +311,12 @@ class EngineServer:
         router.setsockopt(zmq.RCVHWM, 0)
         router.setsockopt(zmq.SNDHWM, 10000)
         if keys is not None:
-            if self.curve_clients:
+            if clients is not None:
                 from zmq.auth.thread import ThreadAuthenticator
 
                 self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("neural_collage.engine.auth"))
                 self._auth.start()
-                self._auth.configure_curve(domain="*", location=os.path.abspath(self.curve_clients))
+                self._auth.configure_curve_callback(domain="*", credentials_provider=_ClientKeys(clients))
             router.curve_server = True
             router.curve_publickey, router.curve_secretkey = keys
         try:

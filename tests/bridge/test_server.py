@@ -362,7 +362,9 @@ def test_curve_clients_admits_only_listed_keys(tmp_path):
                              curve_keys=str(tmp_path / "alice" / "alice.key_secret"))
         assert alice.hello()["state"] == "ready"
         alice.close()
-        for keys in (str(tmp_path / "mallory" / "mallory.key_secret"), None):  # listed nowhere / throw-away
+        # the folder is read once, when the engine starts: a key added later is not admitted
+        (admitted / "mallory.key").write_text((tmp_path / "mallory" / "mallory.key").read_text())
+        for keys in (str(tmp_path / "mallory" / "mallory.key_secret"), None):  # added late / throw-away
             intruder = EngineClient(f"tcp://127.0.0.1:{port}", transport="pyzmq", timeout=3, connect_timeout=2,
                                     curve_server_key=server_key, curve_keys=keys)
             with pytest.raises(EngineUnavailable) as info:
