@@ -161,7 +161,11 @@ class Engine:
 
 
 class Progress:
-    """GIMP's progress bar fed from engine progress messages; returning False cancels the request."""
+    """GIMP's progress bar fed from engine progress messages; returning False cancels the request.
+
+    Cancel on GIMP's progress bar does not reach this code: GIMP kills the plug-in process
+    (gimp_plug_in_progress_cancel_callback), the connection drops, and the engine cancels the job of the
+    client that went away (tests/e2e/test_gimp_e2e.py::test_cancel_in_gimp)."""
 
     def __init__(self, title):
         self.title = title

@@ -10,6 +10,7 @@ loop using bridge.protocol; either way only the pixel work is fake, chosen so a 
   edit with blend  -> inside the mask the reference, moved by ``shift`` (content at p lands at p + shift),
                       replaces the image (out = img + m * (shifted reference - img))
   return_recon     -> ``recon``: the crop quantised to 8 levels per channel
+  steps            -> that many progress steps (3 when not given), 10 ms each when more than 3
   errors           -> unknown class: bad_input "unknown class 'x'..."; mask with fewer than 16 selected
                       pixels: bad_input "region too small..."; empty mask: bad_input "empty mask"
 
@@ -93,9 +94,11 @@ def edit(params, arrays, progress):
     out_params = {}
     source = resolve_class(params.get("source_class")) or CLASSES[0]
     out_params["source_class"] = source["name"]
-    steps = 3
+    steps = int(params.get("steps") or 3)
+    delay = 0.01 if steps > 3 else 0.0  # a long request (the cancel case) takes steps / 100 seconds
     for i in range(steps):
         progress("project", i + 1, steps, 0.5 / (i + 1))
+        time.sleep(delay)
     target_img = img.copy()
     swap, blend = params.get("swap"), params.get("blend")
     if swap is not None:

@@ -211,6 +211,8 @@ def run_case(case):
                                                                        layer.get_height()), fmt))
             record["before_fmt"] = fmt
         before = snapshot(img)
+        if case.get("cancel"):  # the host kills this plug-in run once the engine works on it (GIMP's Cancel)
+            print("NC_CANCEL_NEXT", flush=True)
         t0 = time.time()
         status, values = call(case["proc"], img, layer, case.get("props", {}), case.get("interactive", False))
         record["seconds"] = round(time.time() - t0, 3)

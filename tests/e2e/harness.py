@@ -13,7 +13,8 @@ Environment:
   NC_E2E_GIMP_TIMEOUT   seconds for the whole GIMP batch run (default 300, 1500 with the real engine)
   NC_E2E_BUDGET         test_runtime_budget's limit in seconds (default 180, 1200 with the real engine)
   NC_E2E_STEPS          projection steps the plug-in asks the real engine for (settings key "steps"; default 10,
-                        0 = the engine's default); the stand-in engine ignores it
+                        0 = the engine's default); the stand-in engine ignores the settings key (it does as many
+                        steps as a procedure's own "steps" argument asks, 3 otherwise)
   CI=true               a missing GIMP fails the tests instead of skipping them
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -289,6 +291,59 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def plugin_processes() -> list:
+    """PIDs of the processes running the Neural Collage plug-in (GIMP starts one per call; a chroot shares the
+    host's process table)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"plug-ins/neural_collage/neural_collage.py") for a in argv):
+            pids.append(int(entry))
+    return pids
+
+
+def cancel_like_gimp(engine: Engine, timeout: float = 120.0) -> dict:
+    """Do what GIMP does when the user presses Cancel on a plug-in's progress: it kills the plug-in process
+    (gimp_plug_in_progress_cancel_callback -> gimp_plug_in_close(plug_in, TRUE) in GIMP's
+    app/plug-in/gimpplugin-progress.c). Waits until the engine reports progress on a job, kills the plug-in,
+    then measures how long the engine takes to be idle again (it should notice that its client went away and
+    cancel the job, not compute it to the end)."""
+    info = {"job": None, "killed": [], "engine_idle_after": None}
+    c = engine.client(5.0)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = c.status().get("running")
+            if running and running.get("step"):
+                info["job"] = running
+                break
+            time.sleep(0.05)
+        if info["job"] is None:
+            return info
+        for pid in plugin_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+                info["killed"].append(pid)
+            except ProcessLookupError:
+                pass
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120:
+            st = c.status()
+            if st.get("running") is None and not st.get("queue_length"):
+                info["engine_idle_after"] = round(time.monotonic() - t0, 2)
+                break
+            time.sleep(0.05)
+    finally:
+        c.close()
+    return info
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -73,6 +73,8 @@ def build_cases(target: str, label: str, interactive: bool, work_inside: str, ad
          "props": dict(swap, **{"target-class": "zebra-unicorn-nonesuch"})},
         {"name": "err_too_small", "setup": "basic", "proc": SWAP, "props": swap,
          "setup_args": {"sel_box": [200, 100, 3, 3], "feather": 0}},
+        {"name": "cancel_by_gimp", "setup": "basic", "proc": SWAP, "props": dict(swap, steps=3000),
+         "cancel": True},
         {"name": "_stop", "kind": "stop_engine"},
         {"name": "err_engine_stopped", "setup": "basic", "proc": SWAP, "props": swap},
         *(settings_dialog if interactive else []),
@@ -110,10 +112,21 @@ def run(gimp, tmp_path_factory):
         shutil.copy(harness.HERE / "gimp_cases.py", work / "gimp_cases.py")
         batch = 'NC_CFG = "{0}/cfg.json"; exec(open("{0}/gimp_cases.py").read())'.format(gimp.inside(work))
 
+        cancel_info: dict = {}
+
+        def cancel() -> None:
+            cancel_info.update(harness.cancel_like_gimp(engine))
+
+        cancel_thread = threading.Thread(target=cancel, daemon=True)
+
         def on_line(line):
             if line.strip() == "NC_STOP_ENGINE":
+                if cancel_thread.ident is not None:  # the cancel case comes first: its job must be over
+                    cancel_thread.join(150)
                 engine.stop()
                 (work / "engine_stopped").write_text("1")
+            elif line.strip() == "NC_CANCEL_NEXT":
+                cancel_thread.start()
 
         def restart_on_request():  # the auto-start case's engine command asks for this
             while not done.wait(0.1):
@@ -144,6 +157,7 @@ def run(gimp, tmp_path_factory):
         pytest.fail(f"GIMP batch run did not finish (rc {rc}).\nstdout:\n{out[-4000:]}\n"
                     f"stderr (tail):\n{err[-6000:]}")
     result = {"records": records, "work": work, "engine": engine, "profile": profile, "stderr": err,
+              "cancel": cancel_info,
               "dialogs": bool(display),
               "target": target, "label": label, "seconds": time.time() - t0, "requests": engine.requests()}
     why = "" if engine.kind == "real" else " ({})".format(harness.real_engine_available()[1] or "NC_E2E_ENGINE")
@@ -420,6 +434,20 @@ def test_region_too_small(run):
     assert_untouched(r)
     if run["engine"].kind == "fake":
         assert "region too small" in r["values"][0]
+
+
+def test_cancel_in_gimp(run):
+    """Cancel on GIMP's progress bar kills the plug-in (GIMP's gimp_plug_in_progress_cancel_callback); the
+    harness does the same while the engine works on a 3,000-step request. The image stays untouched and the
+    engine drops the job of the client that went away instead of computing it to the end."""
+    r = rec(run, "cancel_by_gimp")
+    info = run["cancel"]
+    assert info.get("job"), f"the engine never reported progress on the request: {info}"
+    assert info["job"].get("total") == 3000 and info["job"]["step"] < 3000, info
+    assert info["killed"], "no plug-in process was found to kill"
+    assert r["status"] != "success", r
+    assert_untouched(r)
+    assert info["engine_idle_after"] is not None and info["engine_idle_after"] < 15.0, info
 
 
 def test_engine_stopped(run):
