@@ -310,10 +310,11 @@ def plugin_processes() -> list:
     return pids
 
 
-def cancel_like_gimp(engine: Engine, timeout: float = 120.0) -> dict:
+def cancel_like_gimp(engine: Engine, total: int, timeout: float = 120.0) -> dict:
     """Do what GIMP does when the user presses Cancel on a plug-in's progress: it kills the plug-in process
     (gimp_plug_in_progress_cancel_callback -> gimp_plug_in_close(plug_in, TRUE) in GIMP's
-    app/plug-in/gimpplugin-progress.c). Waits until the engine reports progress on a job, kills the plug-in,
+    app/plug-in/gimpplugin-progress.c). Waits until the engine reports progress on a stage of ``total`` steps
+    (the projection; the real engine may search the class first), kills the plug-in,
     then measures how long the engine takes to be idle again (it should notice that its client went away and
     cancel the job, not compute it to the end)."""
     info = {"job": None, "killed": [], "engine_idle_after": None}
@@ -322,7 +323,7 @@ def cancel_like_gimp(engine: Engine, timeout: float = 120.0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             running = c.status().get("running")
-            if running and running.get("step"):
+            if running and running.get("step") and running.get("total") == total:
                 info["job"] = running
                 break
             time.sleep(0.05)
