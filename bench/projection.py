@@ -206,6 +206,10 @@ def format_rows(rows: list[dict]) -> str:
         met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
         lines.append(f"{r['method']:<30} {r['iterations_mean']:>9.1f} {r['ratio']:>7.3f} {goal:>7} {met:>5} "
                      f"{r['final_loss']:>9.4f} {r['psnr']:>8.2f} {r['ms_per_iter']:>8.1f}  {r['note']}")
+    lines.append("iterations to L* per image (reference: the step of its lowest loss):")
+    for r in rows:
+        if r["available"]:
+            lines.append(f"  {r['method']:<30} {r['iterations']}")
     return "\n".join(lines)
 
 

@@ -91,7 +91,10 @@ def test_projection_rows(tiny_bundle):
         assert finite(r["ratio"], r["final_loss"], r["psnr"], r["ms_per_iter"])
         assert all(0 <= it <= 5 for it in r["iterations"])
     assert rows[-1]["goal"] == projection.GOAL and isinstance(rows[-1]["met"], bool)
-    assert "zeta" in projection.format_rows(rows)
+    text = projection.format_rows(rows)
+    assert "zeta" in text
+    last = text.splitlines()[-1].split()  # the per-image counts of the last method
+    assert " ".join(last[:3]) == "A(E(x)), zeta-space" and " ".join(last[3:]) == str(rows[-1]["iterations"])
 
 
 def test_projection_without_encoder_or_aux(tiny_bundle):
