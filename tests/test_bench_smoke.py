@@ -94,7 +94,7 @@ def test_projection_rows(tiny_bundle):
     text = projection.format_rows(rows)
     assert "zeta" in text
     last = text.splitlines()[-1].split()  # the per-image counts of the last method
-    assert " ".join(last[:3]) == "A(E(x)), zeta-space" and " ".join(last[3:]) == str(rows[-1]["iterations"])
+    assert " ".join(last[:2]) == "A(E(x)), zeta-space" and " ".join(last[2:]) == str(rows[-1]["iterations"])
 
 
 def test_projection_without_encoder_or_aux(tiny_bundle):
