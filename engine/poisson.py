@@ -316,7 +316,7 @@ class _Multigrid:
             lev = {
                 "shape": m.shape,
                 "kernel": _LAP * np.float32(s),
-                "mask": _stack_channels(act.astype(np.float32), channels),
+                "act8": act.astype(np.uint8),  # for masked OpenCV arithmetic (writes inside only)
                 "buf": [np.zeros(m.shape + (channels,), np.float32) for _ in range(4)],
             }
             lev["rows"], lev["band"] = self._band(act, ex, ey, diag, s)
@@ -373,22 +373,17 @@ class _Multigrid:
         import scipy.sparse as sp
 
         h, w = act.shape
-        flat = np.arange(h * w).reshape(h, w)
-        rows, cols, vals = [], [], []
-        dd = np.where(act, diag - 4 * s, 0.0)
-        sel = dd != 0
-        rows.append(flat[sel])
-        cols.append(flat[sel])
-        vals.append(dd[sel])
-        for a, b, wgt, both in (
-            (flat[:, :-1], flat[:, 1:], ex, act[:, :-1] & act[:, 1:]),
-            (flat[:-1, :], flat[1:, :], ey, act[:-1, :] & act[1:, :]),
-        ):
-            sel = both & (wgt != s)
-            i, j, v = a[sel], b[sel], (s - wgt[sel])
-            rows += [i, j]
-            cols += [j, i]
-            vals += [v, v]
+        ys, xs = np.nonzero(act & (diag != 4 * s))
+        i = ys * w + xs
+        rows, cols, vals = [i], [i], [diag[ys, xs] - 4 * s]
+        if s != 1:  # on the finest grid every edge between two active cells has weight 1: nothing to correct
+            for wgt, both, step in ((ex, act[:, :-1] & act[:, 1:], 1), (ey, act[:-1, :] & act[1:, :], w)):
+                ys, xs = np.nonzero(both & (wgt != s))
+                i = ys * w + xs
+                v = s - wgt[ys, xs]
+                rows += [i, i + step]
+                cols += [i + step, i]
+                vals += [v, v]
         r = np.concatenate(rows)
         if len(r) == 0:
             return None, None
@@ -456,17 +451,15 @@ class _Multigrid:
 
         lev = self.levels[lvl]
         x = self._smooth(lvl, None, b)
-        r = lev["buf"][2]
-        self.apply(x, r, lvl)
-        np.subtract(b, r, out=r)
-        r *= lev["mask"]
+        r, tmp = lev["buf"][2], lev["buf"][3]
+        self.apply(x, tmp, lvl)
+        cv2.subtract(b, tmp, dst=r, mask=lev["act8"])  # r is only ever written inside: zero outside
         nxt = self.levels[lvl + 1]["shape"] if lvl + 1 < len(self.levels) else self.coarsest["shape"]
         rc = self._resize(r, nxt, cv2.INTER_AREA)
         rc *= 4.0 * self.SCALE  # restriction (2x2 sums) and over-correction in one go
         e = self.vcycle(rc, lvl + 1) if lvl + 1 < len(self.levels) else self._coarse_solve(rc)
-        up = self._resize(e, lev["shape"], cv2.INTER_NEAREST, dst=lev["buf"][3])
-        up *= lev["mask"]
-        x += up
+        up = self._resize(e, lev["shape"], cv2.INTER_NEAREST, dst=tmp)
+        cv2.add(x, up, dst=x, mask=lev["act8"])
         return self._smooth(lvl, x, b)
 
     def solve(self, b: np.ndarray, tol: float, x0: np.ndarray | None = None, maxit: int = 60):
@@ -561,7 +554,7 @@ def _solve_ours(b64, d, ring, om8, om, deg, box, shape, tol: float) -> np.ndarra
     b = np.zeros((mg.hh, mg.ww, C), np.float32)
     np.multiply(b64, 1.0 / scale, out=b[:h, :w], casting="same_kind")
     x0 = _pull_push(d, ring, om8, (mg.hh, mg.ww), 1.0 / scale)
-    x0 *= mg.levels[0]["mask"]  # inside Ω only (the ring values are the data)
+    x0[mg.levels[0]["act8"] == 0] = 0.0  # inside Ω only (the ring values are the data)
     x, ok, _ = mg.solve(b, tol / scale, x0)
     u = x[:h, :w].astype(np.float64)
     u *= scale

@@ -12,6 +12,6 @@ python -m engine.train.classifier --out runs/classifier --minutes "${4:-5}"
 python -m engine.train.encoder --gan runs/default --minutes "${2:-115}"
 python -m engine.train.auxab --gan runs/default --minutes "${3:-88}"
 python -m engine.train.export --run runs/default --classifier runs/classifier/classifier.pt
-python bench/projection.py --save engine/weights/default/projection_metrics.json
+python bench/projection.py --max-steps 400 --save engine/weights/default/projection_metrics.json
 python -m engine.train.evaluate --out engine/weights/default/metrics.json --gallery docs/default_model_gallery.png
 python -m engine.train.model_card
