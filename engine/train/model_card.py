@@ -34,7 +34,8 @@ def render(meta: dict, m: dict, projection: list[dict] | None = None) -> str:
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.safetensors")) / 1e6
     proj = ("\nProjection of held-out real crops (final loss and PSNR after 200 steps from random z, from E(x), and "
             "from A(E(x)) in zeta-space, and the iterations each needs to reach plain z-space Adam's final loss): "
-            "`python bench/projection.py --save engine/weights/default/projection_metrics.json`, then this "
+            "`python bench/projection.py --max-steps 400 --save engine/weights/default/projection_metrics.json`, "
+            "then this "
             "script.\n")
     if projection:
         head = ("| Adam step sizes | start | space | lr | final loss (200 steps) | PSNR | iterations to the "
@@ -46,8 +47,10 @@ def render(meta: dict, m: dict, projection: list[dict] | None = None) -> str:
         body = [f"| {r['step_sizes']} | {r['start']} | {r['space']} | {r['lr']:g} | {r['loss']:.4f} | "
                 f"{r['psnr']:.1f} dB | {r['ratio']:.2f}{missed(r)} |" for r in projection]
         proj = ("\nProjection of " + str(projection[0]["n"]) + " held-out real crops, class given "
-                "(`python bench/projection.py --save engine/weights/default/projection_metrics.json`; a crop that "
-                "does not reach the reference's loss in 200 steps counts as 200). \"model\" step sizes are the ones "
+                "(`python bench/projection.py --max-steps 400 --save engine/weights/default/projection_metrics.json`"
+                " or `bench/run_all.py --save-projection ...`; a crop that does not reach the reference's loss in 200 "
+                "steps goes on up to 400 to count its iterations; final loss and PSNR are after 200 steps). "
+                "\"model\" step sizes are the ones "
                 "the engine uses (chosen by `engine/train/tune_projection.py` on other crops), \"official\" are the "
                 "paper code's 0.075 (z) / 0.015 (zeta); each setting has its own reference run.\n\n"
                 + "\n".join([head, "|---|---|---|---|---|---|---|", *body]) + "\n")
