@@ -214,9 +214,8 @@ def markdown(info: dict, rows: list[tuple], errors: dict, quick: bool, seconds: 
         "loss of a 200-step z-space Adam run from a random z; each method's iterations until its loss first "
         "reaches L* (0: the initial latent already does; a run that has not reached it after 200 steps goes on "
         "up to 400 to count its iterations; loss and PSNR are after 200 steps).  Run with the official Adam step "
-        "sizes (0.075 on z, "
-        "0.015 on zeta) and, when the model carries its own (engine/train/tune_projection.py), with those too; "
-        "each setting has its own reference.",
+        "sizes (0.075 on z, 0.015 on zeta) and, when the model carries its own (engine/train/tune_projection.py), "
+        "with those too; each setting has its own reference.",
         "- poisson and bridge: see bench/poisson.py and bench/bridge.py.",
         "",
     ]

@@ -35,8 +35,7 @@ def render(meta: dict, m: dict, projection: list[dict] | None = None) -> str:
     proj = ("\nProjection of held-out real crops (final loss and PSNR after 200 steps from random z, from E(x), and "
             "from A(E(x)) in zeta-space, and the iterations each needs to reach plain z-space Adam's final loss): "
             "`python bench/projection.py --max-steps 400 --save engine/weights/default/projection_metrics.json`, "
-            "then this "
-            "script.\n")
+            "then this script.\n")
     if projection:
         head = ("| Adam step sizes | start | space | lr | final loss (200 steps) | PSNR | iterations to the "
                 "reference's final loss / 200 |")
