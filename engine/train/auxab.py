@@ -59,6 +59,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--follow-encoder", action="store_true",
+                    help="reload the encoder whenever its checkpoint changes (when the encoder trains alongside)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -66,7 +68,9 @@ def main(argv=None) -> None:
     G, D, cfg = load_gan(run)
     G.load_state_dict(torch.load(run / "G_calibrated.pt", weights_only=True))
     E = SpatialEncoder(cfg)
-    E.load_state_dict(torch.load(run / "encoder_ckpt.pt", map_location="cpu", weights_only=False)["E"])
+    enc_path = run / "encoder_ckpt.pt"
+    enc_seen = [enc_path.stat().st_mtime]
+    E.load_state_dict(torch.load(enc_path, map_location="cpu", weights_only=False)["E"])
     E.eval()
     for m in (G, D, E):
         for p in m.parameters():
@@ -91,6 +95,10 @@ def main(argv=None) -> None:
         print(f"warm start: reconstruction {loss.item():.5f}", flush=True)
 
     def step(it: int) -> str:
+        if args.follow_encoder and it % 50 == 0 and enc_path.stat().st_mtime != enc_seen[0]:
+            enc_seen[0] = enc_path.stat().st_mtime  # the encoder's checkpoints are written atomically
+            E.load_state_dict(torch.load(enc_path, map_location="cpu", weights_only=False)["E"])
+            print(f"it {it}: reloaded the encoder", flush=True)
         x, y = data.sample(args.batch, args.size, rng)
         with torch.no_grad():
             z0 = E(x)
