@@ -1,6 +1,6 @@
 """Benchmark: Poisson blending, the project's solver ("ours") vs cv2.seamlessClone.
 
-    python bench/poisson.py            # 512, 1024, 2048 px (about 1-2 minutes on 2 cores; best of 9, 5, 3 runs)
+    python bench/poisson.py            # 512, 1024, 2048 px (about 1-2 minutes on 2 cores; best of 25, 9, 5 runs)
     python bench/poisson.py 512 1024   # chosen sizes
 
 For square RGB uint8 photo-like images with an elliptical selection covering 40 %
@@ -75,7 +75,7 @@ def run(sizes=SIZES, repeats: int | None = None, with_exact: bool = True) -> lis
 
     rows = []
     for n in sizes:
-        reps = repeats or {512: 9, 1024: 5}.get(n, 3)  # best of: more runs where one is short
+        reps = repeats or {512: 25, 1024: 9}.get(n, 5)  # best of: more runs where one is short
         target, source = photo(n, 1), photo(n, 2)
         mask = ellipse_mask(n)
         inside = mask > 0
@@ -143,7 +143,7 @@ def format_rows(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     sizes = tuple(int(a) for a in argv) or SIZES
-    print(f"Poisson blending, RGB uint8, elliptical selection of {MASK_FRACTION:.0%}, best of 3-9 runs")
+    print(f"Poisson blending, RGB uint8, elliptical selection of {MASK_FRACTION:.0%}, best of 5-25 runs")
     print(format_rows(run(sizes)))
     return 0
 

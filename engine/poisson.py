@@ -66,11 +66,12 @@ Methods
 ``"ours"``   conjugate gradients (float32) preconditioned by an aggregation
              multigrid V-cycle whose levels all live on pixel grids (OpenCV
              stencils plus a sparse correction along the selection's edge,
-             direct solve at the coarsest level), started from a pull-push
-             interpolation of the boundary mismatch.  Same discretisation as
-             ``"exact"``: within ~0.45 levels of it before rounding, so at most
-             one level apart after (a few % of the pixels).  Selections of up to
-             ``_DIRECT_MAX`` pixels are solved directly.
+             direct solve at the coarsest level), started from a full-multigrid
+             first guess (usually 3 CG iterations for 8-bit images).  Same
+             discretisation as ``"exact"``: within ~0.2 levels of it before
+             rounding in bench/poisson.py's cases, so at most one level apart
+             after (1-2 % of the pixels).  Selections of up to ``_DIRECT_MAX``
+             pixels are solved directly.
 ``"cv2"``    ``cv2.seamlessClone(..., NORMAL_CLONE)``: uint8 only (gray is
              expanded to RGB and back).  OpenCV solves its own discretisation on
              the mask's bounding box (see the tests for how far it is from the
@@ -133,6 +134,35 @@ class _Scratch(threading.local):
 
 
 _scratch = _Scratch()
+
+
+class _OpenCVOneThread:
+    """Run OpenCV single-threaded inside the block: its thread pool costs more than it gains on the solver's
+    small, memory-bound passes (measured: "ours" is 3-8 % faster at 512-2048 px with one thread, while
+    cv2.seamlessClone is 30 % slower).  OpenCV's thread count is process-wide, so nested and concurrent blocks
+    share one saved value and the last to leave restores it."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = 0
+
+    def __enter__(self):
+        import cv2
+
+        with self._lock:
+            if _OpenCVOneThread._depth == 0:
+                _OpenCVOneThread._saved = cv2.getNumThreads()
+                cv2.setNumThreads(1)
+            _OpenCVOneThread._depth += 1
+
+    def __exit__(self, *exc):
+        import cv2
+
+        with self._lock:
+            _OpenCVOneThread._depth -= 1
+            if _OpenCVOneThread._depth == 0:
+                cv2.setNumThreads(_OpenCVOneThread._saved)
+        return False
 
 
 def place_patch(target: np.ndarray, patch: np.ndarray, xy: tuple[int, int]) -> np.ndarray:
@@ -280,9 +310,10 @@ def _laplacian_csr(om: np.ndarray, deg: np.ndarray):
 
 
 # --------------------------------------------------------------------------- solvers
-# Each solver gets the boundary mismatch d = target - source (float64, h x w x C, on
-# the work box), the support ``om`` (bool, h x w) and the in-photo neighbour counts,
-# and returns the correction u (float64, h x w x C, zero outside Ω).
+# Each solver gets the right-hand side built from the boundary mismatch d = target - source
+# (see _rhs: dense float64 h x w x C for the exact solver, sparse for ours), the support
+# ``om`` (bool, h x w, the work box) and the in-photo neighbour counts, and returns the
+# correction u (float64, h x w x C, zero outside Ω).
 
 
 def _solve_exact(b64: np.ndarray, om: np.ndarray, deg: np.ndarray) -> np.ndarray:
@@ -463,9 +494,15 @@ class _Multigrid:
         r = np.concatenate(rows)
         if len(r) == 0:
             return None, None
-        uniq, local = np.unique(r, return_inverse=True)
+        # CSR built directly (each (row, column) pair occurs once): a third of the time of COO -> CSR
+        order = np.argsort(r, kind="stable")
+        r = r[order]
+        first = np.r_[True, r[1:] != r[:-1]]
+        uniq = r[first]
+        indptr = np.r_[np.flatnonzero(first), len(r)]
         band = sp.csr_matrix(
-            (np.concatenate(vals).astype(np.float32), (local, np.concatenate(cols))), shape=(len(uniq), h * w)
+            (np.concatenate(vals)[order].astype(np.float32), np.concatenate(cols)[order], indptr),
+            shape=(len(uniq), h * w),
         )
         return uniq, band
 
@@ -792,11 +829,12 @@ def poisson_blend(
             fc = _solve_exact(_dense(cells, values, (h, w)), om, deg)
         else:
             # Stop when the CG update falls below ``tol`` (the remaining error is then
-            # about a third of it, at most 0.45 levels in our measurements): any error
+            # about a third of it or less, 0.1-0.2 levels in bench/poisson.py): any error
             # below one level keeps ours within one level of the exact solve after
             # rounding.  Float images are solved to ~3e-6.
             tol = 1.0 if np.issubdtype(target.dtype, np.integer) else 1e-5
-            fc = _solve_ours(cells, values, om, deg, box, (H, W), tol)
+            with _OpenCVOneThread():
+                fc = _solve_ours(cells, values, om, deg, box, (H, W), tol)
         fc += sc  # f = source + correction
 
     wb = _mask_weights(mask[r0:r1, c0:c1])

@@ -374,3 +374,94 @@ def test_place_patch():
     assert t.sum() == 0
     with pytest.raises(ValueError, match="same channels"):
         place_patch(t, p[:, :, :1], (0, 0))
+
+
+# --------------------------------------------------------------------------- solver internals
+
+
+def _multigrid_problem(n: int = 256):
+    """The multigrid and scaled right-hand side "ours" builds for a structured pair and an elliptical mask."""
+    t, s = u8(structured(n, 1)), u8(structured(n, 2))
+    om = ellipse_mask(n) > 0
+    r0, r1, c0, c1 = box = P._work_box(om)
+    om = om[r0:r1, c0:c1]
+    h, w = om.shape
+    cells, values = P._rhs(t[r0:r1, c0:c1], s[r0:r1, c0:c1], om.astype(np.uint8))
+    deg = P._neighbour_count(h, w, box, (n, n))
+    exact = P._solve_exact(P._dense(cells, values, (h, w)), om, deg)
+    mg = P._Multigrid(om, deg, 3)
+    scale = float(np.abs(values).max())
+    b = np.zeros((mg.hh, mg.ww, 3), np.float32)
+    ys, xs = np.divmod(cells, w)
+    b.reshape(-1, 3)[ys * mg.ww + xs] = values / scale
+    return mg, b, exact, om, scale
+
+
+def test_full_multigrid_first_guess_saves_iterations():
+    mg, b, exact, om, scale = _multigrid_problem()
+    h, w = om.shape
+    x0 = mg.full_multigrid(b)
+    assert not x0[:h, :w][~om].any() and not x0[h:].any() and not x0[:, w:].any()  # zero outside the selection
+    err0 = np.abs(x0[:h, :w] * scale - exact)[om].max()
+    assert err0 < 0.1 * np.abs(exact).max()  # within 10 % of the solution's range before any CG step
+    x, ok, its_fmg = mg.solve(b, 1.0 / scale, x0.copy())
+    _, ok0, its_zero = mg.solve(b, 1.0 / scale)
+    assert ok and ok0 and its_fmg <= its_zero - 2
+    assert np.abs(x[:h, :w] * scale - exact)[om].max() < 0.5
+
+
+def test_finest_smoother_equals_unfused_chebyshev():
+    """The fused finest-level steps are the Chebyshev recurrence with D = 4 I."""
+    mg, b, _, om, _ = _multigrid_problem(128)
+    lev = mg.levels[0]
+    rng = np.random.default_rng(0)
+    x0 = (rng.random(b.shape).astype(np.float32) - 0.5) * lev["mask"][:, :, None]
+    A = lambda u: mg.apply(u, np.empty_like(u), 0) * lev["mask"][:, :, None]  # noqa: E731
+    d0 = mg.c20 / 4 * (b - A(x0))
+    x1 = x0 + d0
+    want = x1 + mg.c1 * d0 + mg.c21 / 4 * (b - A(x1))
+    got = mg._smooth(0, x0.copy(), b)
+    assert np.abs(got - want).max() < 1e-5
+    d0 = mg.c20 / 4 * b * lev["mask"][:, :, None]  # from zero
+    want = d0 + mg.c1 * d0 + mg.c21 / 4 * (b - A(d0))
+    assert np.abs(mg._smooth(0, None, b) - want).max() < 1e-5
+
+
+def test_scratch_arrays_are_reused_zeroed_and_bounded(monkeypatch):
+    scratch = P._Scratch()
+    a = scratch.array("k", (4, 5, 3))
+    a[:] = 7
+    b = scratch.array("k", (4, 5, 3))
+    assert b is a and not b.any()  # the same memory, zeroed
+    c = scratch.array("k", (4, 5, 3), zero=False)
+    c[0, 0, 0] = 3
+    assert scratch.array("k", (4, 5, 3), zero=False)[0, 0, 0] == 3
+    assert scratch.array("k", (2, 2, 3)) is not a  # another shape: a new array
+    monkeypatch.setattr(P._Scratch, "LIMIT", 1000)
+    big = scratch.array("big", (100, 100))  # 40 kB: handed out but not kept
+    assert scratch.array("big", (100, 100)) is not big
+
+
+def test_blend_runs_opencv_single_threaded_and_restores(monkeypatch):
+    seen = []
+    real = P._solve_ours
+
+    def spy(*args, **kwargs):
+        seen.append(cv2.getNumThreads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(P, "_solve_ours", spy)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        t, s, m = u8(structured(96, 1)), u8(structured(96, 2)), ellipse_mask(96)
+        with P._OpenCVOneThread():  # nested: the outer block restores
+            poisson_blend(t, s, m, method="ours")
+            assert cv2.getNumThreads() == 1
+        assert seen == [1] and cv2.getNumThreads() == 2
+        monkeypatch.setattr(P, "_solve_ours", lambda *a, **k: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            poisson_blend(t, s, m, method="ours")
+        assert cv2.getNumThreads() == 2  # restored after an error too
+    finally:
+        cv2.setNumThreads(before)
