@@ -45,3 +45,24 @@ def test_runs_to_the_budget_checkpoints_and_resumes(tmp_path, monkeypatch):
     budget.train_for(3.0, ck, parts2, step, it, spent, log=logs.append)
     assert seen and seen[0] == n
     assert budget.resume(ck, parts2)[0] == n + len(seen)
+
+
+def test_follow_checkpoint_reloads_only_when_the_file_changes(tmp_path):
+    import os
+
+    ck = tmp_path / "encoder_ckpt.pt"
+    src, dst = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        src.bias.fill_(1.0)
+    torch.save({"E": src.state_dict(), "it": 1}, ck)
+    follow = budget.FollowCheckpoint(ck, dst, "E")
+    assert float(dst.bias) == 1.0  # loaded at once
+    with torch.no_grad():
+        dst.bias.fill_(5.0)
+    assert follow.poll() is False and float(dst.bias) == 5.0  # unchanged file: not reloaded
+    with torch.no_grad():
+        src.bias.fill_(2.0)
+    torch.save({"E": src.state_dict(), "it": 2}, ck)
+    st = ck.stat()
+    os.utime(ck, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a later write, even within the clock's tick
+    assert follow.poll() is True and float(dst.bias) == 2.0

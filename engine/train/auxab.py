@@ -20,7 +20,7 @@ from engine.models.auxab import AuxAB
 from engine.models.sngan import SpatialEncoder
 from engine.projection import feature_psi, manifold_projection_loss
 from engine.train.encoder import load_gan
-from engine.train.budget import resume, train_for
+from engine.train.budget import FollowCheckpoint, resume, train_for
 
 AUX_DIMS = {"dim_a": 128, "dim_zeta": 512, "dim_b": 128}
 
@@ -68,9 +68,7 @@ def main(argv=None) -> None:
     G, D, cfg = load_gan(run)
     G.load_state_dict(torch.load(run / "G_calibrated.pt", weights_only=True))
     E = SpatialEncoder(cfg)
-    enc_path = run / "encoder_ckpt.pt"
-    enc_seen = [enc_path.stat().st_mtime]
-    E.load_state_dict(torch.load(enc_path, map_location="cpu", weights_only=False)["E"])
+    encoder = FollowCheckpoint(run / "encoder_ckpt.pt", E, "E")  # loads it
     E.eval()
     for m in (G, D, E):
         for p in m.parameters():
@@ -95,9 +93,7 @@ def main(argv=None) -> None:
         print(f"warm start: reconstruction {loss.item():.5f}", flush=True)
 
     def step(it: int) -> str:
-        if args.follow_encoder and it % 50 == 0 and enc_path.stat().st_mtime != enc_seen[0]:
-            enc_seen[0] = enc_path.stat().st_mtime  # the encoder's checkpoints are written atomically
-            E.load_state_dict(torch.load(enc_path, map_location="cpu", weights_only=False)["E"])
+        if args.follow_encoder and it % 50 == 0 and encoder.poll():
             print(f"it {it}: reloaded the encoder", flush=True)
         x, y = data.sample(args.batch, args.size, rng)
         with torch.no_grad():

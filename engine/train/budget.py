@@ -45,3 +45,23 @@ def train_for(minutes: float, ck_path: Path, parts: dict, step: Callable[[int], 
     save(ck_path, parts, it, spent)
     log(f"done: {it} iterations")
     return it
+
+
+class FollowCheckpoint:
+    """Keep ``module`` at the weights of a checkpoint another process is still writing: ``poll()`` reloads
+    ``ckpt[key]`` when the file's modification time has changed since the last load (the stages write their
+    checkpoints atomically, so a changed file is a complete one).  Used by the A/B stage while the encoder it
+    depends on trains alongside."""
+
+    def __init__(self, path: Path, module: torch.nn.Module, key: str):
+        self.path, self.module, self.key = Path(path), module, key
+        self.seen = None
+        self.poll()
+
+    def poll(self) -> bool:
+        mtime = self.path.stat().st_mtime_ns
+        if mtime == self.seen:
+            return False
+        self.seen = mtime
+        self.module.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=False)[self.key])
+        return True
