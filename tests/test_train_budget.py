@@ -66,3 +66,42 @@ def test_follow_checkpoint_reloads_only_when_the_file_changes(tmp_path):
     st = ck.stat()
     os.utime(ck, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a later write, even within the clock's tick
     assert follow.poll() is True and float(dst.bias.detach()) == 2.0
+
+
+def test_weight_average_tracks_and_resumes_from_older_checkpoints(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = budget.WeightAverage(net, decay=0.5)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    with torch.no_grad():
+        net[0].bias.fill_(4.0)
+    start = ema.module[0].bias.detach().clone()
+    ema.update(net)
+    assert torch.allclose(ema.module[0].bias, 0.5 * start + 2.0)  # decay * average + (1 - decay) * current
+    net[1].num_batches_tracked.fill_(7)
+    ema.update(net)
+    assert int(ema.module[1].num_batches_tracked) == 7  # integer buffers are copied, not averaged
+    # a checkpoint written before averaging existed: the optional part keeps its state
+    ck = tmp_path / "old.pt"
+    torch.save({"net": net.state_dict(), "it": 3, "spent": 6.0}, ck)
+    fresh = budget.WeightAverage(net, decay=0.5)
+    assert budget.resume(ck, {"net": net, "net_ema": fresh}, optional=("net_ema",)) == (3, 6.0)
+    assert torch.equal(fresh.module[0].bias, net[0].bias)
+    budget.save(ck, {"net": net, "net_ema": ema}, 4, 8.0)
+    again = budget.WeightAverage(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)), 0.5)
+    budget.resume(ck, {"net_ema": again})
+    assert torch.equal(again.module[0].bias, ema.module[0].bias)
+    import pytest
+
+    with pytest.raises(KeyError):  # a required part that is missing is an error
+        budget.resume(tmp_path / "old.pt", {"other": torch.nn.Linear(1, 1)})
+
+
+def test_follow_checkpoint_prefers_the_first_key_present(tmp_path):
+    ck = tmp_path / "encoder_ckpt.pt"
+    a, b, dst = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    torch.save({"E": a.state_dict()}, ck)
+    budget.FollowCheckpoint(ck, dst, ("E_ema", "E"))
+    assert torch.equal(dst.weight, a.weight)
+    torch.save({"E": a.state_dict(), "E_ema": b.state_dict()}, ck)
+    budget.FollowCheckpoint(ck, dst, ("E_ema", "E"))
+    assert torch.equal(dst.weight, b.weight)

@@ -20,7 +20,7 @@ from engine.models.auxab import AuxAB
 from engine.models.sngan import SpatialEncoder
 from engine.projection import feature_psi, manifold_projection_loss
 from engine.train.encoder import load_gan
-from engine.train.budget import FollowCheckpoint, resume, train_for
+from engine.train.budget import FollowCheckpoint, WeightAverage, resume, train_for
 
 AUX_DIMS = {"dim_a": 128, "dim_zeta": 512, "dim_b": 128}
 
@@ -59,6 +59,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-4, help="Adam step size (also after a resume; default 1e-4)")
+    ap.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with "
+                    "this decay, exported instead (default 0: none)")
     ap.add_argument("--follow-encoder", action="store_true",
                     help="reload the encoder whenever its checkpoint changes (when the encoder trains alongside)")
     args = ap.parse_args(argv)
@@ -68,16 +71,22 @@ def main(argv=None) -> None:
     G, D, cfg = load_gan(run)
     G.load_state_dict(torch.load(run / "G_calibrated.pt", weights_only=True))
     E = SpatialEncoder(cfg)
-    encoder = FollowCheckpoint(run / "encoder_ckpt.pt", E, "E")  # loads it
+    encoder = FollowCheckpoint(run / "encoder_ckpt.pt", E, ("E_ema", "E"))  # loads it (its average if kept)
     E.eval()
     for m in (G, D, E):
         for p in m.parameters():
             p.requires_grad_(False)
     aux = AuxAB(cfg.z_channels, **AUX_DIMS)
-    opt = torch.optim.Adam(aux.parameters(), 1e-4, weight_decay=1e-4)
+    opt = torch.optim.Adam(aux.parameters(), args.lr, weight_decay=1e-4)
     ck_path = run / "aux_ckpt.pt"
     parts = {"aux": aux, "opt": opt}
     it, spent = resume(ck_path, parts)
+    for group in opt.param_groups:
+        group["lr"] = args.lr
+    ema = None
+    if args.ema:
+        ema = parts["aux_ema"] = WeightAverage(aux, args.ema)
+        resume(ck_path, {"aux_ema": ema}, optional=("aux_ema",))
     data = TextureSet.load(args.data, split="train")
     rng = np.random.default_rng(1000 + it)
     g = torch.Generator().manual_seed(1000 + it)
@@ -104,6 +113,8 @@ def main(argv=None) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(aux.parameters(), 100.0)
         opt.step()
+        if ema is not None:
+            ema.update(aux)
         return f"L_AB {loss.item():.4f} rounds {[round(p, 4) for p in parts_]}"
 
     train_for(args.minutes, ck_path, parts, step, it, spent, log_every=10)

@@ -3,6 +3,7 @@ from the stage's checkpoint, run iterations until the stage's total minutes are 
 minutes (atomically) and at the end.  A session that is killed loses at most ``checkpoint_every`` seconds."""
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,14 +13,15 @@ import torch
 from engine.train.gan import save_atomic
 
 
-def resume(ck_path: Path, parts: dict) -> tuple[int, float]:
+def resume(ck_path: Path, parts: dict, optional: tuple[str, ...] = ()) -> tuple[int, float]:
     """Load ``parts`` (name -> module or optimiser) from ck_path when it exists; returns (iterations, seconds)
-    already spent."""
+    already spent.  Parts named in ``optional`` may be missing from an older checkpoint (they keep their state)."""
     if not ck_path.exists():
         return 0, 0.0
     ck = torch.load(ck_path, map_location="cpu", weights_only=False)  # our own training checkpoint
     for name, part in parts.items():
-        part.load_state_dict(ck[name])
+        if name in ck or name not in optional:
+            part.load_state_dict(ck[name])
     return int(ck["it"]), float(ck["spent"])
 
 
@@ -47,14 +49,41 @@ def train_for(minutes: float, ck_path: Path, parts: dict, step: Callable[[int], 
     return it
 
 
+class WeightAverage:
+    """Exponential moving average of a module's weights (float parameters and buffers): the late iterates of a
+    small-batch Adam run wander, and their average generalises better than any one of them.  A checkpoint part
+    (state_dict / load_state_dict) whose ``module`` is what gets exported."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(module).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for avg, cur in zip(self.module.state_dict().values(), module.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.mul_(self.decay).add_(cur.detach(), alpha=1.0 - self.decay)
+            else:
+                avg.copy_(cur)
+
+    def state_dict(self) -> dict:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state)
+
+
 class FollowCheckpoint:
     """Keep ``module`` at the weights of a checkpoint another process is still writing: ``poll()`` reloads
-    ``ckpt[key]`` when the file's modification time has changed since the last load (the stages write their
-    checkpoints atomically, so a changed file is a complete one).  Used by the A/B stage while the encoder it
-    depends on trains alongside."""
+    ``ckpt[key]`` (of several keys, the first the file has) when the file's modification time has changed since
+    the last load (the stages write their checkpoints atomically, so a changed file is a complete one).  Used by
+    the A/B stage while the encoder it depends on trains alongside."""
 
-    def __init__(self, path: Path, module: torch.nn.Module, key: str):
-        self.path, self.module, self.key = Path(path), module, key
+    def __init__(self, path: Path, module: torch.nn.Module, key: str | tuple[str, ...]):
+        self.path, self.module = Path(path), module
+        self.keys = (key,) if isinstance(key, str) else tuple(key)  # the first one the file has
         self.seen = None
         self.poll()
 
@@ -63,5 +92,6 @@ class FollowCheckpoint:
         if mtime == self.seen:
             return False
         self.seen = mtime
-        self.module.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=False)[self.key])
+        ck = torch.load(self.path, map_location="cpu", weights_only=False)
+        self.module.load_state_dict(ck[next(k for k in self.keys if k in ck)])
         return True

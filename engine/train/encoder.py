@@ -20,7 +20,7 @@ import torch
 
 from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
 from engine.projection import feature_psi, manifold_projection_loss
-from engine.train.budget import resume, train_for
+from engine.train.budget import WeightAverage, resume, train_for
 
 
 def load_gan(run: Path) -> tuple[ResNetGenerator, SNResNetProjectionDiscriminator, SNGANConfig]:
@@ -74,6 +74,9 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calib-batches", type=int, default=100)
     ap.add_argument("--latent-weight", type=float, default=0.0, help="weight of ||E(G(z)) - z||^2 (default 0)")
+    ap.add_argument("--lr", type=float, default=5e-4, help="Adam step size (also after a resume; default 5e-4)")
+    ap.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of E's weights "
+                    "with this decay (e.g. 0.99), exported instead of E (default 0: none)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -87,10 +90,16 @@ def main(argv=None) -> None:
     for p in list(G.parameters()) + list(D.parameters()):
         p.requires_grad_(False)
     E = SpatialEncoder(cfg)
-    opt = torch.optim.Adam(E.parameters(), 5e-4, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(E.parameters(), args.lr, betas=(0.5, 0.999))
     ck_path = run / "encoder_ckpt.pt"
     parts = {"E": E, "opt": opt}
     it, spent = resume(ck_path, parts)
+    for group in opt.param_groups:
+        group["lr"] = args.lr
+    ema = None
+    if args.ema:  # starts at E's weights unless the checkpoint has an average already
+        ema = parts["E_ema"] = WeightAverage(E, args.ema)
+        resume(ck_path, {"E_ema": ema}, optional=("E_ema",))
     data = TextureSet.load(args.data, split="train")
     rng = np.random.default_rng(it)
     g = torch.Generator().manual_seed(it)
@@ -108,6 +117,8 @@ def main(argv=None) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update(E)
         return f"real {loss_real.item():.4f} fake {loss_fake.item():.4f}"
 
     train_for(args.minutes, ck_path, parts, step, it, spent)

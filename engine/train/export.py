@@ -28,9 +28,11 @@ def main(argv=None) -> None:
     G.load_state_dict(torch.load(run / "G_calibrated.pt", weights_only=True))
     states = {"generator": G.state_dict(), "discriminator": D.state_dict()}
     if (run / "encoder_ckpt.pt").exists():
-        states["encoder"] = torch.load(run / "encoder_ckpt.pt", map_location="cpu", weights_only=False)["E"]
+        ck = torch.load(run / "encoder_ckpt.pt", map_location="cpu", weights_only=False)
+        states["encoder"] = ck.get("E_ema", ck["E"])  # the weight average when training kept one
     if (run / "aux_ckpt.pt").exists():
-        states["aux"] = torch.load(run / "aux_ckpt.pt", map_location="cpu", weights_only=False)["aux"]
+        ck = torch.load(run / "aux_ckpt.pt", map_location="cpu", weights_only=False)
+        states["aux"] = ck.get("aux_ema", ck["aux"])
     if Path(args.classifier).exists():
         states["classifier"] = torch.load(args.classifier, map_location="cpu", weights_only=True)
     for name, sd in states.items():
