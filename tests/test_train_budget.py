@@ -105,3 +105,15 @@ def test_follow_checkpoint_prefers_the_first_key_present(tmp_path):
     torch.save({"E": a.state_dict(), "E_ema": b.state_dict()}, ck)
     budget.FollowCheckpoint(ck, dst, ("E_ema", "E"))
     assert torch.equal(dst.weight, b.weight)
+
+
+def test_spent_budget_leaves_the_checkpoint_alone(tmp_path):
+    ck = tmp_path / "stage.pt"
+    net = torch.nn.Linear(1, 1)
+    torch.save({"net": net.state_dict(), "net_ema": net.state_dict(), "it": 5, "spent": 600.0}, ck)
+    calls, logs = [], []
+    it = budget.train_for(5.0, ck, {"net": net}, lambda i: calls.append(i) or "", it=5, spent=600.0,
+                          log=logs.append)
+    assert it == 5 and calls == []
+    assert "net_ema" in torch.load(ck, weights_only=False)  # not rewritten without the average
+    assert logs == ["done already: 5 iterations, 10.0 of 5 min spent"]

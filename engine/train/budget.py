@@ -33,7 +33,11 @@ def train_for(minutes: float, ck_path: Path, parts: dict, step: Callable[[int], 
               spent: float = 0.0, log_every: int = 20, checkpoint_every: float = 180.0,
               log: Callable[[str], None] = lambda s: print(s, flush=True)) -> int:
     """Call ``step(it)`` (one iteration; returns its log text) until ``minutes`` in total (the checkpoint's time
-    included) are spent; returns the iteration count."""
+    included) are spent; returns the iteration count.  A budget that is already spent leaves the checkpoint as it
+    is (a later stage's parts, e.g. a weight average, stay in it)."""
+    if spent >= minutes * 60:
+        log(f"done already: {it} iterations, {spent / 60:.1f} of {minutes:g} min spent")
+        return it
     t0, spent0, t_ck = time.time(), spent, time.time()
     while spent < minutes * 60:
         text = step(it)
