@@ -198,13 +198,12 @@ def _mask_array(mask, shape: tuple[int, int]) -> np.ndarray:
             f"The mask has shape {mask.shape} but the photo is {shape[0]}x{shape[1]}: "
             "the mask must be H x W (or H x W x 1) like the photo."
         )
-    if mask.dtype == bool or np.issubdtype(mask.dtype, np.integer):
-        return mask
-    if np.issubdtype(mask.dtype, np.floating):
-        if np.isnan(mask).any():
-            raise ValueError("The mask contains NaN values.")
-        return mask
-    raise ValueError(f"Unsupported mask dtype {mask.dtype}: use bool, uint8, uint16 or float in [0, 1].")
+    floating = np.issubdtype(mask.dtype, np.floating)
+    if not (floating or mask.dtype == bool or np.issubdtype(mask.dtype, np.integer)):
+        raise ValueError(f"Unsupported mask dtype {mask.dtype}: use bool, uint8, uint16 or float in [0, 1].")
+    if floating and np.isnan(mask).any():
+        raise ValueError("The mask contains NaN values.")
+    return mask
 
 
 def _mask_weights(mask: np.ndarray) -> np.ndarray:
@@ -400,7 +399,6 @@ class _Multigrid:
                 }
                 break
             s = float(1 << lvl)
-            winv = np.where(act, 1.0 / np.where(act, diag, 1.0), 0.0).astype(np.float32)
             lev = {
                 "shape": m.shape,
                 "kernel": _LAP * np.float32(s),
@@ -409,8 +407,9 @@ class _Multigrid:
                 "buf": [_scratch.array(("buf", lvl, i), m.shape + (channels,), zero=False) for i in range(5)],
             }
             lev["rows"], lev["band"] = self._band(act, ex, ey, diag, s)
-            if lvl:
-                lev["winv"] = _stack_channels(winv, channels)  # D^-1 (the Chebyshev factors are cv2.multiply scales)
+            if lvl:  # D^-1 (the Chebyshev factors are cv2.multiply scales); the finest level uses D = 4 I
+                winv = np.where(act, 1.0 / np.where(act, diag, 1.0), 0.0).astype(np.float32)
+                lev["winv"] = _stack_channels(winv, channels)
             self.levels.append(lev)
         (_, self.c20), (self.c1, self.c21) = self._chebyshev(2)
         # Finest level: D = 4 I (the diagonal is 4 except on the photo's border, where a smaller one is still a
@@ -428,7 +427,7 @@ class _Multigrid:
             act8 = lev["mask"].astype(np.uint8)
             coarse = self.levels[lvl + 1]["mask"] if lvl + 1 < len(self.levels) else self.coarsest["mask"]
             up8 = np.repeat(np.repeat(coarse.astype(np.uint8), 2, axis=0), 2, axis=1)
-            lev["outer"] = np.flatnonzero(cv2.dilate(act8, _CROSS.astype(np.uint8)) > act8)
+            lev["outer"] = np.flatnonzero(cv2.dilate(act8, _CROSS8) > act8)
             lev["spill"] = np.flatnonzero(up8 > act8)
             lev["spill_lin"] = np.flatnonzero(cv2.dilate(up8, np.ones((3, 3), np.uint8)) > act8)
 
