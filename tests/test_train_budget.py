@@ -96,14 +96,14 @@ def test_weight_average_tracks_and_resumes_from_older_checkpoints(tmp_path):
         budget.resume(tmp_path / "old.pt", {"other": torch.nn.Linear(1, 1)})
 
 
-def test_follow_checkpoint_prefers_the_first_key_present(tmp_path):
+def test_follow_checkpoint_prefers_the_weight_average(tmp_path):
     ck = tmp_path / "encoder_ckpt.pt"
     a, b, dst = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
     torch.save({"E": a.state_dict()}, ck)
-    budget.FollowCheckpoint(ck, dst, ("E_ema", "E"))
+    budget.FollowCheckpoint(ck, dst, "E")
     assert torch.equal(dst.weight, a.weight)
     torch.save({"E": a.state_dict(), "E_ema": b.state_dict()}, ck)
-    budget.FollowCheckpoint(ck, dst, ("E_ema", "E"))
+    budget.FollowCheckpoint(ck, dst, "E")
     assert torch.equal(dst.weight, b.weight)
 
 
@@ -117,3 +117,28 @@ def test_spent_budget_leaves_the_checkpoint_alone(tmp_path):
     assert it == 5 and calls == []
     assert "net_ema" in torch.load(ck, weights_only=False)  # not rewritten without the average
     assert logs == ["done already: 5 iterations, 10.0 of 5 min spent"]
+
+
+def test_set_step_size_overrides_the_resumed_lr_and_adds_the_average(tmp_path):
+    ck = tmp_path / "stage.pt"
+    net = torch.nn.Linear(1, 1)
+    opt = torch.optim.Adam(net.parameters(), 5e-4)
+    with torch.no_grad():
+        net.bias.fill_(3.0)
+    budget.save(ck, {"net": net, "opt": opt}, 2, 60.0)
+    fresh = torch.nn.Linear(1, 1)
+    fresh_opt = torch.optim.Adam(fresh.parameters(), 1.0)
+    parts = {"net": fresh, "opt": fresh_opt}
+    budget.resume(ck, parts)
+    assert budget.set_step_size(ck, parts, "net", fresh_opt, 2e-4, 0.0) is None and "net_ema" not in parts
+    assert fresh_opt.param_groups[0]["lr"] == 2e-4  # not the checkpoint's 5e-4
+    avg = budget.set_step_size(ck, parts, "net", fresh_opt, 2e-4, 0.9)
+    assert parts["net_ema"] is avg and float(avg.module.bias.detach()) == 3.0  # starts at the resumed weights
+    with torch.no_grad():
+        avg.module.bias.fill_(7.0)
+    budget.save(ck, parts, 3, 70.0)
+    parts2 = {"net": torch.nn.Linear(1, 1)}
+    budget.resume(ck, parts2)
+    avg2 = budget.set_step_size(ck, parts2, "net", torch.optim.Adam(parts2["net"].parameters()), 1e-3, 0.9)
+    assert float(avg2.module.bias.detach()) == 7.0  # the checkpoint's average, not the weights
+    assert budget.trained_weights(torch.load(ck, weights_only=False), "net")["bias"].item() == 7.0

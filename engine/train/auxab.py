@@ -20,7 +20,7 @@ from engine.models.auxab import AuxAB
 from engine.models.sngan import SpatialEncoder
 from engine.projection import feature_psi, manifold_projection_loss
 from engine.train.encoder import load_gan
-from engine.train.budget import FollowCheckpoint, WeightAverage, resume, train_for
+from engine.train.budget import FollowCheckpoint, resume, set_step_size, train_for
 
 AUX_DIMS = {"dim_a": 128, "dim_zeta": 512, "dim_b": 128}
 
@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     G, D, cfg = load_gan(run)
     G.load_state_dict(torch.load(run / "G_calibrated.pt", weights_only=True))
     E = SpatialEncoder(cfg)
-    encoder = FollowCheckpoint(run / "encoder_ckpt.pt", E, ("E_ema", "E"))  # loads it (its average if kept)
+    encoder = FollowCheckpoint(run / "encoder_ckpt.pt", E, "E")  # loads it (its average if kept)
     E.eval()
     for m in (G, D, E):
         for p in m.parameters():
@@ -81,12 +81,7 @@ def main(argv=None) -> None:
     ck_path = run / "aux_ckpt.pt"
     parts = {"aux": aux, "opt": opt}
     it, spent = resume(ck_path, parts)
-    for group in opt.param_groups:
-        group["lr"] = args.lr
-    ema = None
-    if args.ema:
-        ema = parts["aux_ema"] = WeightAverage(aux, args.ema)
-        resume(ck_path, {"aux_ema": ema}, optional=("aux_ema",))
+    ema = set_step_size(ck_path, parts, "aux", opt, args.lr, args.ema)
     data = TextureSet.load(args.data, split="train")
     rng = np.random.default_rng(1000 + it)
     g = torch.Generator().manual_seed(1000 + it)

@@ -79,15 +79,39 @@ class WeightAverage:
         self.module.load_state_dict(state)
 
 
+def average_name(name: str) -> str:
+    """The checkpoint key of the weight average kept for part ``name``."""
+    return f"{name}_ema"
+
+
+def trained_weights(ck: dict, name: str) -> dict:
+    """The weights a stage's checkpoint ships for part ``name``: its average when training kept one."""
+    return ck.get(average_name(name), ck[name])
+
+
+def set_step_size(ck_path: Path, parts: dict, name: str, opt: torch.optim.Optimizer, lr: float,
+                  ema: float) -> WeightAverage | None:
+    """After ``resume``: use step size ``lr`` (not the checkpoint's) and, when ``ema`` > 0, keep a weight average
+    of ``parts[name]`` with that decay as a further part, resumed from the checkpoint when it has one and
+    otherwise starting at the resumed weights."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    if not ema:
+        return None
+    key = average_name(name)
+    avg = parts[key] = WeightAverage(parts[name], ema)
+    resume(ck_path, {key: avg}, optional=(key,))
+    return avg
+
+
 class FollowCheckpoint:
     """Keep ``module`` at the weights of a checkpoint another process is still writing: ``poll()`` reloads
-    ``ckpt[key]`` (of several keys, the first the file has) when the file's modification time has changed since
-    the last load (the stages write their checkpoints atomically, so a changed file is a complete one).  Used by
-    the A/B stage while the encoder it depends on trains alongside."""
+    part ``name`` (its average when the file has one, see :func:`trained_weights`) when the file's modification
+    time has changed since the last load (the stages write their checkpoints atomically, so a changed file is a
+    complete one).  Used by the A/B stage while the encoder it depends on trains alongside."""
 
-    def __init__(self, path: Path, module: torch.nn.Module, key: str | tuple[str, ...]):
-        self.path, self.module = Path(path), module
-        self.keys = (key,) if isinstance(key, str) else tuple(key)  # the first one the file has
+    def __init__(self, path: Path, module: torch.nn.Module, name: str):
+        self.path, self.module, self.name = Path(path), module, name
         self.seen = None
         self.poll()
 
@@ -97,5 +121,5 @@ class FollowCheckpoint:
             return False
         self.seen = mtime
         ck = torch.load(self.path, map_location="cpu", weights_only=False)
-        self.module.load_state_dict(ck[next(k for k in self.keys if k in ck)])
+        self.module.load_state_dict(trained_weights(ck, self.name))
         return True

@@ -20,7 +20,7 @@ import torch
 
 from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
 from engine.projection import feature_psi, manifold_projection_loss
-from engine.train.budget import WeightAverage, resume, train_for
+from engine.train.budget import resume, set_step_size, train_for
 
 
 def load_gan(run: Path) -> tuple[ResNetGenerator, SNResNetProjectionDiscriminator, SNGANConfig]:
@@ -94,12 +94,7 @@ def main(argv=None) -> None:
     ck_path = run / "encoder_ckpt.pt"
     parts = {"E": E, "opt": opt}
     it, spent = resume(ck_path, parts)
-    for group in opt.param_groups:
-        group["lr"] = args.lr
-    ema = None
-    if args.ema:  # starts at E's weights unless the checkpoint has an average already
-        ema = parts["E_ema"] = WeightAverage(E, args.ema)
-        resume(ck_path, {"E_ema": ema}, optional=("E_ema",))
+    ema = set_step_size(ck_path, parts, "E", opt, args.lr, args.ema)
     data = TextureSet.load(args.data, split="train")
     rng = np.random.default_rng(it)
     g = torch.Generator().manual_seed(it)

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from engine.models.default import WEIGHTS_DIR
 from engine.train.auxab import AUX_DIMS
+from engine.train.budget import trained_weights
 from engine.train.encoder import load_gan
 
 
@@ -29,10 +30,9 @@ def main(argv=None) -> None:
     states = {"generator": G.state_dict(), "discriminator": D.state_dict()}
     if (run / "encoder_ckpt.pt").exists():
         ck = torch.load(run / "encoder_ckpt.pt", map_location="cpu", weights_only=False)
-        states["encoder"] = ck.get("E_ema", ck["E"])  # the weight average when training kept one
+        states["encoder"] = trained_weights(ck, "E")  # the weight average when training kept one
     if (run / "aux_ckpt.pt").exists():
-        ck = torch.load(run / "aux_ckpt.pt", map_location="cpu", weights_only=False)
-        states["aux"] = ck.get("aux_ema", ck["aux"])
+        states["aux"] = trained_weights(torch.load(run / "aux_ckpt.pt", map_location="cpu", weights_only=False), "aux")
     if Path(args.classifier).exists():
         states["classifier"] = torch.load(args.classifier, map_location="cpu", weights_only=True)
     for name, sd in states.items():
