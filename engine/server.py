@@ -39,34 +39,35 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from bridge.protocol import (
-    DEFAULT_ADDRESS,
-    DEFAULT_LIMITS,
+from bridge.errors import (
     E_BAD_REQUEST,
     E_BUSY,
     E_CANCELLED,
     E_ENGINE_ERROR,
     E_LOADING,
     E_TOO_LARGE,
+    EngineError,
+    ProtocolError,
+)
+from bridge.protocol import (
+    DEFAULT_ADDRESS,
+    DEFAULT_LIMITS,
     HEARTBEAT_INTERVAL,
-    IMAGE_OPS,
-    OPS,
+    NUMPY_DTYPES,
     PROTOCOL_VERSION,
     Array,
     Limits,
     MiB,
-    ProtocolError,
     decode_header,
     decode_message,
     encode_message,
-    validate_request,
 )
+from bridge.requests import IMAGE_OPS, OPS, validate_request
 
 log = logging.getLogger("neural_collage.server")
 
 SERVER_VERSION = "1.0"
 DEFAULT_MAX_QUEUE = 16
-NP_DTYPES = {"uint8": "|u1", "uint16": "<u2", "float32": "<f4", "int64": "<i8", "float64": "<f8"}
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "lo", "lo0")
 KEYS_HINT = ("create a key pair with `neural-collage keys` and start the engine with "
              "--curve-secret-key PATH (clients then need the public key), or bind to "
@@ -75,13 +76,9 @@ KEYS_HINT = ("create a key pair with `neural-collage keys` and start the engine 
 _server_ids = itertools.count(1)
 
 
-class OpError(Exception):
-    """Raised by a handler for input it cannot use; becomes an ``error`` reply."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+#: What a handler raises for input it cannot use (``OpError(code, message)``); becomes an ``error`` reply with that
+#: code. It is the bridge's one error type with codes (bridge/errors.py), so the client raises it again as is.
+OpError = EngineError
 
 
 class JobCancelled(Exception):
@@ -727,7 +724,7 @@ _REPLY_LIMITS = Limits(max_header_bytes=16 * MiB, max_message_bytes=1 << 34, max
 
 def to_numpy(arr: Array) -> np.ndarray:
     """Zero-copy, read-only numpy view of a received Array."""
-    return np.frombuffer(arr.data, dtype=np.dtype(NP_DTYPES[arr.dtype])).reshape(arr.shape)
+    return np.frombuffer(arr.data, dtype=np.dtype(NUMPY_DTYPES[arr.dtype])).reshape(arr.shape)
 
 
 # ---------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_plugin_shape():
 def test_plugin_imports_no_heavy_modules_at_runtime(tmp_path):
     """Import the helper modules in a fresh interpreter and check nothing heavy came along."""
     code = (f"import sys; sys.path.insert(0, {str(PLUGIN)!r}); sys.path.insert(0, {str(ROOT)!r}); "
-            "import nc_pixels, nc_settings; import bridge.protocol; "
+            "import nc_pixels, nc_settings; import bridge.protocol, bridge.requests, bridge.errors, bridge.client; "
             f"bad = sorted(m for m in {sorted(FORBIDDEN)!r} if m in sys.modules); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -83,7 +83,8 @@ def test_installed_plugin_is_executable(tmp_path):
                    check=True, env=env, capture_output=True)
     main = prof / "plug-ins" / "neural_collage" / "neural_collage.py"
     assert main.stat().st_mode & stat.S_IXUSR
-    assert (prof / "plug-ins" / "neural_collage" / "bridge" / "client.py").is_file()
+    for name in ("client.py", "protocol.py", "requests.py", "errors.py", "zmtp.py", "__init__.py"):
+        assert (prof / "plug-ins" / "neural_collage" / "bridge" / name).is_file(), name
     assert (prof / "plug-ins" / "neural_collage" / "nc_pixels.py").is_file()
 
 

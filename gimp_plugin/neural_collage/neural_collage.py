@@ -869,7 +869,9 @@ class NeuralCollage(Gimp.PlugIn):
         if name in (PROC_SWAP, PROC_TRANSPLANT):
             proc.add_boolean_argument("poisson", "_Poisson blending", "Blend the edge of the edit seamlessly",
                                       True, RW)
-        proc.add_int_argument("steps", "Pro_jection steps", "0 = the engine's default", 0, 100000, 0, RW)
+        from bridge.requests import STEPS
+
+        proc.add_int_argument("steps", "Pro_jection steps", "0 = the engine's default", STEPS.lo, STEPS.hi, 0, RW)
         proc.add_layer_return_value("layer", "Layer", "The layer added", True, RW)
         proc.add_string_return_value("message", "Message", "What was done", "", RW)
         return proc
