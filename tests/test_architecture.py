@@ -24,15 +24,15 @@ PACKAGES = ("engine", "bridge")  # the importable packages whose modules form th
 # any of ``forbidden`` unless the imported module is under one of the exceptions.  Prefixes are dotted names.
 PAPER = ("engine.interface", "engine.scbn", "engine.blending", "engine.collage", "engine.projection",
          "engine.crops", "engine.poisson", "engine.photo")
-ABOVE_PAPER = ("engine.models", "engine.server", "engine.api", "engine.cli", "engine.demo", "engine.train")
+ABOVE_PAPER = ("engine.models", "engine.serve", "engine.cli", "engine.demo", "engine.train")
 WALLS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("bridge", ("engine",), ()),
     *[(p, ABOVE_PAPER, ("engine.models.bundle",)) for p in PAPER],
-    ("engine.models", ("engine.server", "engine.api", "engine.cli", "engine.demo", "engine.train",
+    ("engine.models", ("engine.serve", "engine.cli", "engine.demo", "engine.train",
                        "engine.photo", "engine.projection", "engine.crops", "engine.poisson"),
      ("engine.train.classifier",)),
-    ("engine.server", ("engine.cli", "engine.api", "engine.demo"), ()),
-    ("engine.train", ("engine.server", "engine.api", "engine.cli"), ()),
+    ("engine.serve", ("engine.cli", "engine.demo"), ()),
+    ("engine.train", ("engine.serve", "engine.cli"), ()),
 ]
 
 # The cycles of today's tree (issue 15 breaks them); each entry is the sorted members of one strongly connected
@@ -42,7 +42,7 @@ KNOWN_MODULE_CYCLES: list[tuple[str, ...]] = [
     ("engine.models.biggan_deep", "engine.models.chainer_import", "engine.models.default", "engine.models.registry"),
 ]
 KNOWN_PACKAGE_CYCLES: list[tuple[str, ...]] = [
-    ("engine.api", "engine.cli", "engine.demo", "engine.models", "engine.photo", "engine.projection",
+    ("engine.cli", "engine.demo", "engine.models", "engine.photo", "engine.projection", "engine.serve",
      "engine.train"),
 ]
 

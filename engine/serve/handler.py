@@ -1,6 +1,6 @@
 """The engine behind the server: maps protocol ops (bridge/PROTOCOL.md) to photo edits on one loaded model.
 
-Implements the handler contract of engine.server: ``hello()``, ``classes(params)``,
+Implements the handler contract of engine.serve.server: ``hello()``, ``classes(params)``,
 ``run(op, params, arrays, job)``.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ BAD_INPUT = "bad_input"
 
 
 def _op_error(code: str, message: str) -> Exception:
-    from engine.server import OpError
+    from engine.serve.server import OpError
 
     return OpError(code, message)
 
