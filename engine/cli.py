@@ -400,10 +400,10 @@ def cmd_project(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from engine.server import serve_main
+    from engine.serve.server import serve_main
 
     def factory(a):
-        from engine.api import Engine
+        from engine.serve.handler import Engine
 
         return Engine(a.model, a.device)
 
@@ -411,7 +411,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    from engine.server import keys_main
+    from engine.serve.server import keys_main
 
     return keys_main(args)
 
@@ -504,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--latent", default=None, help="save the latent here (.npz) for later edits")
     p.set_defaults(fn=cmd_project)
-    from engine.server import add_keys_arguments, add_serve_arguments
+    from engine.serve.server import add_keys_arguments, add_serve_arguments
 
     p = sub.add_parser("serve", help="run the engine server for the GIMP plug-in")
     add_serve_arguments(p)

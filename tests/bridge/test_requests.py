@@ -316,7 +316,7 @@ def test_errors():
     assert E.EngineUnavailable("x", E.L_KEY_REFUSED).code == E.L_KEY_REFUSED
     assert E.EngineTimeout("x").code == E.L_TIMEOUT and E.BridgeError("x").code == E.L_CLIENT
     assert not set(E.ERROR_CODES) & set(E.LOCAL_CODES)
-    from engine.server import OpError
+    from engine.serve.server import OpError
 
     assert OpError is E.EngineError
 

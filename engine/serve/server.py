@@ -5,7 +5,7 @@ on a worker thread (the device is single-use) which talks back to the main
 loop through an inproc PAIR socket, so only the owning thread touches each
 socket.
 
-Handler contract (``engine.api.Engine`` implements it)::
+Handler contract (``engine.serve.handler.Engine`` implements it)::
 
     handler.hello() -> dict                     # engine_version, device, models, default_model...
     handler.classes(params) -> dict             # {"classes": [{"id", "name"}...], ...}

@@ -1,6 +1,6 @@
 """The engine behind the server: maps protocol ops (bridge/PROTOCOL.md) to photo edits on one loaded model.
 
-Implements the handler contract of engine.server: ``hello()``, ``classes(params)``,
+Implements the handler contract of engine.serve.server: ``hello()``, ``classes(params)``,
 ``run(op, params, arrays, job)``. The request is parsed by ``bridge.requests`` (the one definition of every op's
 params and ranges, shared with the plug-in and the server's check); what only the engine can know (class names,
 the model's layer count, the photo edit's own checks) is checked here and raised as ``bridge.errors.EngineError``
