@@ -285,19 +285,20 @@ def _no_arrays(op: str, arrays: Mapping[str, Any] | None) -> None:
 
 
 @dataclass
-class HelloRequest(Request):
+class _NoParams(Request):
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class HelloRequest(_NoParams):
     """``hello``: engine and protocol version, state, limits."""
 
     op: ClassVar[str] = "hello"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class StatusRequest(Request):
+class StatusRequest(_NoParams):
     """``status``: what runs and what waits."""
 
     op: ClassVar[str] = "status"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -104,6 +104,7 @@ def test_gimp_30_and_32_rules():
         if path.name != "nc_dialog.py":
             assert "GimpUi" not in text.replace("GimpUi/Gtk", "") or path.name == "neural_collage.py", path.name
             assert 'require_version("Gtk"' not in text and "import Gtk" not in text, path.name
+        assert ".value_name" not in text and ".value_nick" not in text, f"{path.name} reads an enum's text"
         for line in text.splitlines():
             if "get_offsets()" in line or "Selection.bounds(" in line:
                 assert "_checked(" in line, f"{path.name}: unchecked libgimp result: {line.strip()}"

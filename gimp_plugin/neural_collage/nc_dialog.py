@@ -2,7 +2,7 @@
 
 Imported and used only in the interactive branch of a procedure (GimpUi and Gtk are loaded here, never in a
 non-interactive run). ``NEURAL_COLLAGE_TEST_DIALOG=ok|cancel`` answers the dialog by itself once it is up
-(the e2e tests run GIMP under Xvfb).
+(the e2e tests run GIMP under Xvfb); ``NEURAL_COLLAGE_TEST_HOOK=FILE`` runs that file with the dialog first.
 """
 import os
 import sys
@@ -45,6 +45,14 @@ def _answer_by_itself(dialog, procedure, answer):
 
     def press():
         sys.stderr.write(f"NC_DIALOG {procedure.get_name()} shown, answering {answer}\n")
+        hook = os.environ.get("NEURAL_COLLAGE_TEST_HOOK")  # e.g. the e2e tests' screenshot + widget dump
+        if hook:
+            try:
+                import runpy
+
+                runpy.run_path(hook, init_globals={"dialog": dialog, "procedure_name": procedure.get_name()})
+            except Exception:  # noqa: BLE001 - the test sees the traceback and the missing files
+                traceback.print_exc()
         dialog.response(response)
         return False
 

@@ -123,6 +123,18 @@ def _start(drawables, image):
     return settings, engine, job
 
 
+def _confirmed(procedure, run_mode, config, settings, engine, with_classes=False):
+    """Non-interactive: True. Interactive: ask the engine first (a dialog is no use when the engine is down; the
+    auto-start happens here), then show the dialog (with the engine's classes); True on OK."""
+    if not _is_interactive(run_mode):
+        return True
+    limit = min(30.0, settings["timeout"])
+    if with_classes:
+        return _dialog(procedure, config, engine.classes(settings.get("model"), timeout=limit).names())
+    engine.hello(timeout=limit)
+    return _dialog(procedure, config)
+
+
 def _send(engine, request, title):
     """Send the request with GIMP's progress bar; returns the reply as a bridge.requests.EditReply."""
     progress = Progress(Gimp, f"Neural Collage: {title.lower()}")
@@ -166,11 +178,8 @@ def _insert(procedure, run_mode, job, out, name, title, write_mask):
 def run_label_swap(procedure, run_mode, image, drawables, config, data):
     """Label swap (sCBN): the selection re-synthesised as the target class."""
     settings, engine, new_job = _start(drawables, image)
-    if _is_interactive(run_mode):
-        # ask the engine first: a dialog is no use when the engine is down (auto-start happens here)
-        names = engine.classes(settings.get("model"), timeout=min(30.0, settings["timeout"])).names()
-        if not _dialog(procedure, config, names):
-            return cancel_values(procedure)
+    if not _confirmed(procedure, run_mode, config, settings, engine, with_classes=True):
+        return cancel_values(procedure)
     job = new_job()
     request = build.build_swap(job, config)
     reply = _send(engine, request, "Label swap")
@@ -190,10 +199,8 @@ def run_label_swap(procedure, run_mode, image, drawables, config, data):
 def run_feature_blend(procedure, run_mode, image, drawables, config, data):
     """Feature blend: a reference layer's feature moved onto the selection."""
     settings, engine, new_job = _start(drawables, image)
-    if _is_interactive(run_mode):
-        engine.hello(timeout=min(30.0, settings["timeout"]))
-        if not _dialog(procedure, config):
-            return cancel_values(procedure)
+    if not _confirmed(procedure, run_mode, config, settings, engine):
+        return cancel_values(procedure)
     job = new_job()
     request = build.build_blend(job, config)
     reply = _send(engine, request, "Feature blend")
@@ -206,10 +213,8 @@ def run_feature_blend(procedure, run_mode, image, drawables, config, data):
 def run_project(procedure, run_mode, image, drawables, config, data):
     """Projection: the generator's reconstruction of the selection, as a new layer."""
     settings, engine, new_job = _start(drawables, image)
-    if _is_interactive(run_mode):
-        engine.hello(timeout=min(30.0, settings["timeout"]))
-        if not _dialog(procedure, config):
-            return cancel_values(procedure)
+    if not _confirmed(procedure, run_mode, config, settings, engine):
+        return cancel_values(procedure)
     job = new_job()
     request = build.build_project(job, config)
     reply = _send(engine, request, "Projection")
