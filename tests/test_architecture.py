@@ -24,26 +24,24 @@ PACKAGES = ("engine", "bridge")  # the importable packages whose modules form th
 # any of ``forbidden`` unless the imported module is under one of the exceptions.  Prefixes are dotted names.
 PAPER = ("engine.interface", "engine.scbn", "engine.blending", "engine.collage", "engine.projection",
          "engine.crops", "engine.poisson", "engine.photo")
-ABOVE_PAPER = ("engine.models", "engine.serve", "engine.cli", "engine.demo", "engine.train")
+ABOVE_PAPER = ("engine.models", "engine.serve", "engine.cli", "engine.train")
 WALLS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("bridge", ("engine",), ()),
     *[(p, ABOVE_PAPER, ("engine.models.bundle",)) for p in PAPER],
-    ("engine.models", ("engine.serve", "engine.cli", "engine.demo", "engine.train",
+    ("engine.models", ("engine.serve", "engine.cli", "engine.train",
                        "engine.photo", "engine.projection", "engine.crops", "engine.poisson"),
      ("engine.train.classifier",)),
-    ("engine.serve", ("engine.cli", "engine.demo"), ()),
-    ("engine.train", ("engine.serve", "engine.cli"), ()),
+    ("engine.serve", ("engine.cli",), ()),
+    ("engine.train", ("engine.serve", "engine.cli"), ("engine.cli.files",)),
 ]
 
 # The cycles of today's tree (issue 15 breaks them); each entry is the sorted members of one strongly connected
 # component.  The test fails on any other cycle, and on an entry here that is no longer a cycle.
 KNOWN_MODULE_CYCLES: list[tuple[str, ...]] = [
-    ("engine.cli", "engine.demo"),
     ("engine.models.biggan_deep", "engine.models.chainer_import", "engine.models.default", "engine.models.registry"),
 ]
 KNOWN_PACKAGE_CYCLES: list[tuple[str, ...]] = [
-    ("engine.cli", "engine.demo", "engine.models", "engine.photo", "engine.projection", "engine.serve",
-     "engine.train"),
+    ("engine.cli", "engine.models", "engine.photo", "engine.projection", "engine.serve", "engine.train"),
 ]
 
 
