@@ -5,7 +5,7 @@ editing takes "a clip from a larger image": the user's region of interest is
 enclosed in a square box with some context around it (``Crop.around``), the box is
 cut out and resampled to R x R (``Crop.extract``), edited, and resampled back
 into the photo (``Crop.paste_back`` / ``Crop.to_photo``), where Poisson blending
-(engine/poisson.py) hides the seam.
+(engine/compose/poisson) hides the seam.
 
 Conventions
 -----------

@@ -23,27 +23,25 @@ PACKAGES = ("engine", "bridge")  # the importable packages whose modules form th
 # (importer, forbidden imports, allowed exceptions): a module under ``importer`` may import nothing under
 # any of ``forbidden`` unless the imported module is under one of the exceptions.  Prefixes are dotted names.
 PAPER = ("engine.interface", "engine.scbn", "engine.blending", "engine.collage", "engine.projection",
-         "engine.crops", "engine.poisson", "engine.photo")
-ABOVE_PAPER = ("engine.models", "engine.serve", "engine.cli", "engine.demo", "engine.train")
+         "engine.crops", "engine.compose", "engine.photo")
+ABOVE_PAPER = ("engine.models", "engine.serve", "engine.cli", "engine.train")
 WALLS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("bridge", ("engine",), ()),
     *[(p, ABOVE_PAPER, ("engine.models.bundle",)) for p in PAPER],
-    ("engine.models", ("engine.serve", "engine.cli", "engine.demo", "engine.train",
-                       "engine.photo", "engine.projection", "engine.crops", "engine.poisson"),
+    ("engine.models", ("engine.serve", "engine.cli", "engine.train",
+                       "engine.photo", "engine.projection", "engine.crops", "engine.compose"),
      ("engine.train.classifier",)),
-    ("engine.serve", ("engine.cli", "engine.demo"), ()),
-    ("engine.train", ("engine.serve", "engine.cli"), ()),
+    ("engine.serve", ("engine.cli",), ()),
+    ("engine.train", ("engine.serve", "engine.cli"), ("engine.cli.files",)),
 ]
 
 # The cycles of today's tree (issue 15 breaks them); each entry is the sorted members of one strongly connected
 # component.  The test fails on any other cycle, and on an entry here that is no longer a cycle.
 KNOWN_MODULE_CYCLES: list[tuple[str, ...]] = [
-    ("engine.cli", "engine.demo"),
     ("engine.models.biggan_deep", "engine.models.chainer_import", "engine.models.default", "engine.models.registry"),
 ]
 KNOWN_PACKAGE_CYCLES: list[tuple[str, ...]] = [
-    ("engine.cli", "engine.demo", "engine.models", "engine.photo", "engine.projection", "engine.serve",
-     "engine.train"),
+    ("engine.cli", "engine.models", "engine.photo", "engine.projection", "engine.serve", "engine.train"),
 ]
 
 
@@ -179,10 +177,11 @@ def package_graph(graph: Mapping[str, Iterable[str]], depth: int) -> dict[str, s
 def package_cycles(graph: Mapping[str, Iterable[str]]) -> list[tuple[str, ...]]:
     """Cycles between packages at every depth below the top (engine.x at depth 2, engine.x.y at 3, ...)."""
     depth = max((n.count(".") + 1 for n in graph), default=1)
+    packages = {n.rpartition(".")[0] for n in graph}
     found: list[tuple[str, ...]] = []
     for d in range(2, depth):
         for c in cycles(package_graph(graph, d)):
-            if c not in found:
+            if c not in found and any(m in packages for m in c):  # modules alone: a module cycle, seen above
                 found.append(c)
     return sorted(found)
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.demo import DEMO_DIR, ellipse_mask
+from engine.cli.demo import DEMO_DIR
+from engine.cli.files import ellipse_mask
 from engine.models.registry import load_model
 from engine.photo import BlendSpec, EditError, PhotoEditor, SwapSpec
 from engine.projection import Projector
@@ -23,7 +24,7 @@ def editor(bundle):
 
 @pytest.fixture(scope="module")
 def meadow():
-    from engine.cli import read_photo
+    from engine.cli.files import read_photo
 
     return read_photo(str(DEMO_DIR / "meadow.jpg"))
 
@@ -44,7 +45,7 @@ def test_swap_changes_inside_only_8bit(editor, bundle, meadow):
 
 
 def test_blend_changes_inside_only(editor, bundle, meadow):
-    from engine.cli import read_photo
+    from engine.cli.files import read_photo
 
     wall = read_photo(str(DEMO_DIR / "brickwall.jpg"))
     h, w = wall.shape[:2]

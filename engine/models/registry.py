@@ -412,7 +412,7 @@ def verify(names=None) -> list[tuple[str, str, str]]:
     return rows
 
 
-# -- command-line helpers (wired into engine/cli.py) ----------------------------------------------------------
+# -- command-line helpers (wired into engine/cli/commands.py) ----------------------------------------------------------
 def cmd_weights_list() -> int:
     print(f"weights folder: {weights_dir()}  (set {ENV_VAR} to change it)")
     for m in list_models():

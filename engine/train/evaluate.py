@@ -70,7 +70,7 @@ def gallery(bundle, path: str, data_root: str = ".cache/textures", seed: int = 0
     """Rows: samples per class; label swaps (circle -> each of 4 classes); feature blends; projections."""
     from PIL import Image, ImageDraw
 
-    from engine.demo import ellipse_mask
+    from engine.cli.files import ellipse_mask
     from engine.projection import Projector
 
     G = bundle.generator

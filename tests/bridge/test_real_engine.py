@@ -19,7 +19,8 @@ cv2 = pytest.importorskip("cv2")
 torch = pytest.importorskip("torch")
 
 from bridge.client import Cancelled, EngineClient, EngineError  # noqa: E402
-from engine.demo import DEMO_DIR, ellipse_mask  # noqa: E402
+from engine.cli.demo import DEMO_DIR  # noqa: E402
+from engine.cli.files import ellipse_mask  # noqa: E402
 from engine.serve.server import EngineServer  # noqa: E402
 
 TRANSPORTS = ("pyzmq", "zmtp")
