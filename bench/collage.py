@@ -66,7 +66,7 @@ def load_default_bundle(device="cpu"):
     try:
         return load_model("default", device), default_weights_info()
     except (MissingWeights, FileNotFoundError) as e:
-        from engine.models.bundle import ModelBundle
+        from engine.generator import ModelBundle
         from engine.models.default import build_modules
         from engine.train.auxab import AUX_DIMS
         from engine.train.gan import default_config

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.blending import BlendPlan
-from engine.interface import CollageContext, CollageGenerator, parse_layers
+from engine.generator import CollageContext, CollageGenerator, parse_layers
 from engine.scbn import ClassMap, Region
 
 

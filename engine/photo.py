@@ -15,7 +15,7 @@ import torch
 
 from engine.collage import Reference, feature_blend, label_swap
 from engine.crops import Crop, CropError, region_from_mask, split_alpha
-from engine.models.bundle import ModelBundle
+from engine.generator import ModelBundle
 from engine.compose.poisson import place_patch, poisson_blend
 from engine.projection import ProjectionResult, Projector
 from engine.scbn import Region

@@ -4,7 +4,7 @@ import torch
 
 from engine.blending import shift_features, spatial_feature_blend
 from engine.collage import Reference, feature_blend, label_swap, norm_site_strengths
-from engine.interface import parse_layers
+from engine.generator import parse_layers
 from engine.models.sngan import ResNetGenerator, SNGANConfig
 from engine.scbn import ClassMap, Region
 

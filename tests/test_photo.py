@@ -166,12 +166,12 @@ def test_conditional_encoder_gets_the_class(bundle):
     seen = []
 
     class CondEncoder(torch.nn.Module):
-        def forward(self, x, y):
-            seen.append(y.tolist())
+        def encode(self, x, labels):
+            seen.append(labels.tolist())
             return torch.zeros(x.shape[0], 16, x.shape[2] // 8, x.shape[3] // 8)
 
     b = copy.copy(bundle)
-    b.encoder, b.aux, b.info = CondEncoder(), None, {**bundle.info, "encoder_conditional": True}
+    b.encoder, b.aux = CondEncoder(), None
     Projector(b).project(torch.zeros(1, 3, 64, 64), class_id=5, steps=1, init="encoder")
     assert seen == [[5]]
 

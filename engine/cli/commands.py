@@ -172,7 +172,7 @@ def _regions(b, masks, tos, strengths, size):
 
 
 def _layers_ok(spec, n, what):
-    from engine.interface import parse_layers
+    from engine.generator import parse_layers
 
     try:
         parse_layers(spec, n, what)

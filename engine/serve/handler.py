@@ -14,7 +14,7 @@ import torch
 from engine import __version__
 from engine.classes import ClassLookupError, resolve_class, search_classes
 from engine.device import select_device
-from engine.interface import parse_layers
+from engine.generator import parse_layers
 from engine.photo import BlendSpec, EditError, PhotoEditor, SwapSpec
 
 BAD_INPUT = "bad_input"

@@ -39,15 +39,6 @@ SMALL = BigGANDeepConfig(output_dim=32, channel_width=4, num_classes=7,
                          attention_layer_position=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is much faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def package_state_dict_layout(cfg: dict) -> OrderedDict[str, list[int]]:
     """key -> shape of ``pytorch_pretrained_biggan.BigGAN(config).state_dict()``, in the package's order."""
     ch, zd, ns, nc = cfg["channel_width"], cfg["z_dim"], cfg["n_stats"], cfg["num_classes"]
