@@ -12,8 +12,8 @@ A loaded model is a ``ModelBundle``: that generator and, when the family has the
 features manifold projection compares, eq. 4, and whose class term ranks the classes of an unlabelled photo),
 an ``Encoder`` (the projection's first guess) and an ``AuxNetwork`` (App. B.1's A/B network for zeta-space).
 
-sCBN (engine.scbn), blending (engine.blending), the collage operations, projection and the photo pipeline use
-only this module, never a model family.
+sCBN and blending at a site (engine/sites), the collage operations (engine/collage, engine/blend), projection
+(engine/project) and the photo pipeline (engine/edit) use only this module, never a model family.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from engine.blending import BlendPlan
-from engine.scbn import ClassMap, ConditionalNorm
+from engine.sites.blending import BlendPlan
+from engine.sites.scbn import ClassMap, ConditionalNorm
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.generator import CollageContext, CollageGenerator, Site
-from engine.scbn import ConditionalNorm
+from engine.sites.scbn import ConditionalNorm
 
 WEIGHTS_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"

@@ -15,7 +15,7 @@ from engine import __version__
 from engine.classes import ClassLookupError, resolve_class, search_classes
 from engine.device import select_device
 from engine.generator import parse_layers
-from engine.photo import BlendSpec, EditError, PhotoEditor, SwapSpec
+from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
 
 BAD_INPUT = "bad_input"
 
@@ -87,7 +87,7 @@ class Engine:
         return s
 
     def _swap_spec(self, p: dict, arrays: dict) -> SwapSpec:
-        from engine.collage import layer_count
+        from engine.collage.label import layer_count
 
         target = self._class(p.get("target"), "target class")
         labels = []

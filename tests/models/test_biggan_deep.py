@@ -20,7 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.collage import Reference, feature_blend, label_swap
+from engine.blend.feature import Reference, feature_blend
+from engine.collage.label import label_swap
 from engine.models.biggan_deep import (
     BIGGAN_DEEP_128,
     BIGGAN_DEEP_256,
@@ -28,7 +29,7 @@ from engine.models.biggan_deep import (
     BigGANDeep,
     BigGANDeepConfig,
 )
-from engine.scbn import Region
+from engine.sites.scbn import Region
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "biggan_deep_128_keys.json")
 

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine.collage import Reference, feature_blend, label_swap
+from engine.blend.feature import Reference, feature_blend
+from engine.collage.label import label_swap
 from engine.models.chainer_import import CHAINER_DOGCAT_128
 from engine.models.sngan import (
     SNGAN_DOGCAT_128,
@@ -16,7 +17,7 @@ from engine.models.sngan import (
     ResNetGenerator,
     SNResNetProjectionDiscriminator,
 )
-from engine.scbn import Region
+from engine.sites.scbn import Region
 
 
 def _small(cfg, ch=2, n_classes=5):

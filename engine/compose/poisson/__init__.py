@@ -45,7 +45,7 @@ it is composited linearly, ``mask * source_alpha + (1 - mask) * target_alpha``;
 when the source carries the photo's own alpha (as ``Crop.paste_back`` output
 does) the result's alpha is exactly the target's.
 
-Typical use with engine/crops.py::
+Typical use with engine/edit/crops.py::
 
     source = crop.paste_back(photo, edited_crop)   # edited GAN output back in the photo
     result = poisson_blend(photo, source, selection_mask)

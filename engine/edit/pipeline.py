@@ -6,19 +6,20 @@ Used by the CLI (`swap`/`blend`/`project` with --input) and by the server's `edi
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 
-from engine.collage import Reference, feature_blend, label_swap
-from engine.crops import Crop, CropError, region_from_mask, split_alpha
-from engine.generator import ModelBundle
+from engine.blend.feature import Reference, feature_blend
+from engine.collage.label import label_swap
 from engine.compose.poisson import place_patch, poisson_blend
-from engine.projection import ProjectionResult, Projector
-from engine.scbn import Region
+from engine.edit.crops import Crop, CropError, region_from_mask, split_alpha
+from engine.generator import ModelBundle
+from engine.project.cache import ProjectionCache
+from engine.project.projector import ProjectionResult, Projector
+from engine.sites.scbn import Region
 
 Progress = Callable[[str, int, int, float], None]
 MIN_REGION = 16
@@ -50,28 +51,6 @@ class EditResult:
     source_class: int
     loss: float
     reference_class: int | None = None
-
-
-class ProjectionCache:
-    """Projections by key (image, layer, region, model), so the edits that follow a projection are quick."""
-
-    def __init__(self, size: int = 16):
-        self.size = size
-        self._d: OrderedDict[str, ProjectionResult] = OrderedDict()
-
-    def get(self, key: str | None):
-        if key is None or key not in self._d:
-            return None
-        self._d.move_to_end(key)
-        return self._d[key]
-
-    def put(self, key: str | None, value: ProjectionResult) -> None:
-        if key is None:
-            return
-        self._d[key] = value
-        self._d.move_to_end(key)
-        while len(self._d) > self.size:
-            self._d.popitem(last=False)
 
 
 def _soft_mask(mask: np.ndarray) -> np.ndarray:

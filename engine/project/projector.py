@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.generator import CollageContext, ModelBundle
-from engine.scbn import ClassMap
+from engine.sites.scbn import ClassMap
 
 Progress = Callable[[str, int, int, float], None]
 OFFICIAL_LR = {"z": 0.075, "zeta": 0.015}  # the official implementation's Adam step sizes
