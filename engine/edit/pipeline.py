@@ -12,10 +12,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from engine.arrays import PHOTO_DTYPES, mask_weights, split_alpha
 from engine.blend.feature import Reference, feature_blend
 from engine.collage.label import label_swap
-from engine.compose.poisson import place_patch, poisson_blend
-from engine.edit.crops import Crop, CropError, region_from_mask, split_alpha
+from engine.compose.compose import compose
+from engine.edit.crops import Crop, CropError, region_from_mask
 from engine.generator import ModelBundle
 from engine.project.cache import ProjectionCache
 from engine.project.projector import ProjectionResult, Projector
@@ -59,13 +60,7 @@ def _soft_mask(mask: np.ndarray) -> np.ndarray:
         m = m[:, :, 0]
     if m.ndim != 2:
         raise EditError(f"the mask has shape {m.shape}: expected H x W")
-    if m.dtype == np.uint8:
-        return m.astype(np.float32) / 255.0
-    if m.dtype == np.uint16:
-        return m.astype(np.float32) / 65535.0
-    if m.dtype == np.bool_:
-        return m.astype(np.float32)
-    return np.clip(m.astype(np.float32), 0.0, 1.0)
+    return mask_weights(m)
 
 
 def to_model_input(crop01: np.ndarray, device) -> torch.Tensor:
@@ -147,7 +142,7 @@ class PhotoEditor:
         image = np.asarray(image)
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
             raise EditError(f"the image has shape {image.shape}: expected H x W or H x W x C with C in 1-4")
-        if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        if image.dtype not in PHOTO_DTYPES:
             raise EditError(f"unsupported image type {image.dtype}: use 8-bit, 16-bit or float images")
         if blend is not None and reference is None:
             raise EditError("feature blending needs a reference image")
@@ -214,33 +209,11 @@ class PhotoEditor:
 
     @staticmethod
     def compose(image: np.ndarray, crop: Crop, edited01: np.ndarray, soft: np.ndarray, poisson: bool) -> np.ndarray:
-        """Put the edited crop back: Poisson blending inside the mask, or a soft paste; outside the mask the
-        photo is returned byte for byte."""
-        color, alpha = split_alpha(image)
-        squeeze = color.ndim == 2
-        col = color[:, :, None] if squeeze else color
+        """Put the edited crop back (engine/compose): Poisson blending inside the mask, or a soft paste; only the
+        crop box can change, so the mask is restricted to it; outside the mask the photo is returned byte for
+        byte."""
         patch, xy = crop.to_photo(edited01, image.dtype)
-        patch = patch.reshape(patch.shape[0], patch.shape[1], -1)
-        src = place_patch(col, patch, xy)
-        # only the crop box can change: restrict the mask to it
         x, y, w, h = crop.inside
         m = np.zeros_like(soft)
         m[y:y + h, x:x + w] = soft[y:y + h, x:x + w]
-        if poisson:
-            out = poisson_blend(col, src, m)
-        else:
-            mm = m[:, :, None]
-            outf = mm * src.astype(np.float64) + (1 - mm) * col.astype(np.float64)
-            out = np.where(mm > 0, _cast(outf, image.dtype), col)
-        if squeeze:
-            out = out[:, :, 0]
-        if alpha is not None:
-            out = np.concatenate([out.reshape(*out.shape[:2], -1), alpha.reshape(*alpha.shape[:2], 1)], axis=2)
-        return out.astype(image.dtype, copy=False)
-
-
-def _cast(x: np.ndarray, dtype) -> np.ndarray:
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
-    return x.astype(dtype)
+        return compose(image, patch, xy, m, poisson)

@@ -57,6 +57,7 @@ from bridge.protocol import (
     encode_message,
     validate_request,
 )
+from engine.arrays import WIRE_DTYPES
 from engine.serve.security import (
     KEYS_HINT,
     ClientKeys,
@@ -71,7 +72,6 @@ log = logging.getLogger("neural_collage.server")
 
 SERVER_VERSION = "1.0"
 DEFAULT_MAX_QUEUE = 16
-NP_DTYPES = {"uint8": "|u1", "uint16": "<u2", "float32": "<f4", "int64": "<i8", "float64": "<f8"}
 
 _server_ids = itertools.count(1)
 
@@ -658,4 +658,4 @@ _REPLY_LIMITS = Limits(max_header_bytes=16 * MiB, max_message_bytes=1 << 34, max
 
 def to_numpy(arr: Array) -> np.ndarray:
     """Zero-copy, read-only numpy view of a received Array."""
-    return np.frombuffer(arr.data, dtype=np.dtype(NP_DTYPES[arr.dtype])).reshape(arr.shape)
+    return np.frombuffer(arr.data, dtype=np.dtype(WIRE_DTYPES[arr.dtype])).reshape(arr.shape)

@@ -87,14 +87,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.arrays import PHOTO_DTYPES, mask_weights
 from engine.compose.poisson.exact import solve_exact
 from engine.compose.poisson.grid import dense, neighbour_count, rhs, work_box
 from engine.compose.poisson.multigrid import OpenCVOneThread, solve_ours
 from engine.compose.poisson.opencv import blend_cv2
 
 METHODS = ("auto", "ours", "exact", "cv2")
-
-_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 
 
 def place_patch(target: np.ndarray, patch: np.ndarray, xy: tuple[int, int]) -> np.ndarray:
@@ -138,17 +137,6 @@ def _mask_array(mask, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def _mask_weights(mask: np.ndarray) -> np.ndarray:
-    """Blend weights in [0, 1] (float64) of a mask from :func:`_mask_array`."""
-    if mask.dtype == bool:
-        return mask.astype(np.float64)
-    if mask.dtype == np.uint8:
-        return mask.astype(np.float64) / 255.0
-    if mask.dtype == np.uint16:
-        return mask.astype(np.float64) / 65535.0
-    return np.clip(mask.astype(np.float64), 0.0, 1.0)
-
-
 def _to_dtype(x: np.ndarray, dtype) -> np.ndarray:
     """float64 -> dtype; integers are rounded (half to even) and clipped to the dtype's range."""
     import cv2
@@ -178,7 +166,7 @@ def poisson_blend(
         raise ValueError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
     target = np.asarray(target)
     source = np.asarray(source)
-    if target.dtype.type not in _DTYPES:
+    if target.dtype.type not in PHOTO_DTYPES:
         raise ValueError(f"Unsupported image dtype {target.dtype}: use uint8, uint16, float32 or float64.")
     if target.ndim not in (2, 3) or (target.ndim == 3 and not 1 <= target.shape[2] <= 4):
         raise ValueError(f"The photo has shape {target.shape}: expected H x W or H x W x C with C in 1..4.")
@@ -235,7 +223,7 @@ def poisson_blend(
                 fc = solve_ours(cells, values, om, deg, box, (H, W), tol)
         fc += sc  # f = source + correction
 
-    wb = _mask_weights(mask[r0:r1, c0:c1])
+    wb = mask_weights(mask[r0:r1, c0:c1], np.float64)
     if not np.array_equal(wb > 0, wb >= 1.0):  # soft mask: mask * poisson + (1 - mask) * target
         w3 = np.repeat(wb[:, :, None], ncol, axis=2)
         fc -= tc
