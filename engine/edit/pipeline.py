@@ -197,7 +197,7 @@ class PhotoEditor:
 
     @staticmethod
     def region_with_reference(soft: np.ndarray, reference_mask: np.ndarray):
-        """The box holding both the selection and the reference's feature region (a feature transplant within
+        """The box holding both the selection and the reference's feature region (a feature blend within
         one photo), or None when the reference mask does not fit the photo or is empty."""
         rm = _soft_mask(reference_mask)
         if rm.shape == soft.shape and (rm > 0).any() and (soft > 0).any():
