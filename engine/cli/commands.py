@@ -140,7 +140,7 @@ def cmd_classes(args) -> int:
 def cmd_generate(args) -> int:
     import torch
 
-    from engine.collage import label_swap
+    from engine.collage.label import label_swap
 
     check_output(args.output)
     b = load_bundle(args.model, args.device)
@@ -156,7 +156,7 @@ def cmd_generate(args) -> int:
 def _regions(b, masks, tos, strengths, size):
     import torch
 
-    from engine.scbn import Region
+    from engine.sites.scbn import Region
 
     if not masks:
         raise CLIError("give at least one --mask with its --to class")
@@ -172,7 +172,7 @@ def _regions(b, masks, tos, strengths, size):
 
 
 def _layers_ok(spec, n, what):
-    from engine.interface import parse_layers
+    from engine.generator import parse_layers
 
     try:
         parse_layers(spec, n, what)
@@ -182,7 +182,7 @@ def _layers_ok(spec, n, what):
 
 
 def cmd_swap(args) -> int:
-    from engine.collage import label_swap, layer_count
+    from engine.collage.label import label_swap, layer_count
 
     check_output(args.output)
     b = load_bundle(args.model, args.device)
@@ -193,7 +193,7 @@ def cmd_swap(args) -> int:
         raise CLIError("give --class and --seed (a generated image) or --input PHOTO")
     c = class_id(b, args.class_)
     z = latent_for(b, args.seed, args.truncation, args.size)
-    from engine.collage import image_size
+    from engine.collage.label import image_size
 
     size = image_size(b.generator, z)
     regions = _regions(b, args.mask, args.to, args.strength, size)
@@ -204,7 +204,8 @@ def cmd_swap(args) -> int:
 
 
 def cmd_blend(args) -> int:
-    from engine.collage import Reference, feature_blend, image_size
+    from engine.blend.feature import Reference, feature_blend
+    from engine.collage.label import image_size
 
     check_output(args.output)
     b = load_bundle(args.model, args.device)
@@ -233,7 +234,7 @@ def cmd_blend(args) -> int:
 def _load_latent(path: str, device):
     import torch
 
-    from engine.projection import ProjectionResult
+    from engine.project.projector import ProjectionResult
 
     try:
         d = np.load(path)
@@ -244,7 +245,7 @@ def _load_latent(path: str, device):
 
 
 def _photo_edit(args, b, kind: str, layers) -> int:
-    from engine.photo import BlendSpec, EditError, PhotoEditor, SwapSpec
+    from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
 
     photo = read_photo(args.input)
     h, w = photo.shape[:2]
@@ -296,8 +297,8 @@ def _photo_edit(args, b, kind: str, layers) -> int:
 def cmd_project(args) -> int:
     import torch
 
-    from engine.crops import CropError
-    from engine.photo import EditError, PhotoEditor, to_model_input
+    from engine.edit.crops import CropError
+    from engine.edit.pipeline import EditError, PhotoEditor, to_model_input
 
     check_output(args.output)
     b = load_bundle(args.model, args.device)

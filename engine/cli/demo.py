@@ -27,7 +27,7 @@ def side_by_side(*images: np.ndarray) -> np.ndarray:
 
 def run_demo(out: str = "demo_out", device: str = "auto", steps: int = 200) -> int:
     from engine.cli.commands import load_bundle, progress_printer
-    from engine.photo import BlendSpec, PhotoEditor, SwapSpec
+    from engine.edit.pipeline import BlendSpec, PhotoEditor, SwapSpec
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,1 +1,2 @@
-"""Back into the photo: the edited crop is placed and Poisson-blended inside the selection (``poisson``)."""
+"""Back into the photo: the edited crop placed and blended inside the selection (``compose``), by Poisson blending
+(``poisson``) or a soft paste."""

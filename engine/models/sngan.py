@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.interface import CollageContext, CollageGenerator, Site
+from engine.generator import CollageContext, CollageGenerator, Site
 from engine.models.layers import (
     BatchNorm,
     CategoricalConditionalBatchNorm,
@@ -70,6 +70,17 @@ SNGAN_DOGCAT_128 = SNGANConfig(ch=64, dim_z=128, bottom_width=4, n_classes=143, 
                                gen_mults=(8, 8, 4, 4, 2, 1), dis_mults=(1, 2, 4, 4, 8, 8), dis_hidden="in")
 
 
+def _init_block(block: nn.Module) -> None:
+    """Chainer's initialisation of a residual block: glorot (gain sqrt 2) on c1 and c2, glorot on the learnable
+    shortcut c_sc, zero biases."""
+    for c in (block.c1, block.c2):
+        glorot_(c.weight, 2 ** 0.5)
+        nn.init.zeros_(c.bias)
+    if block.learnable_sc:
+        glorot_(block.c_sc.weight)
+        nn.init.zeros_(block.c_sc.bias)
+
+
 class GenBlock(nn.Module):
     """Up-sampling residual block with two CBN layers (Chainer gen_models/resblocks.Block)."""
 
@@ -83,12 +94,7 @@ class GenBlock(nn.Module):
         self.learnable_sc = cin != cout or upsample
         if self.learnable_sc:
             self.c_sc = nn.Conv2d(cin, cout, 1)
-        for c in (self.c1, self.c2):
-            glorot_(c.weight, 2 ** 0.5)
-            nn.init.zeros_(c.bias)
-        if self.learnable_sc:
-            glorot_(self.c_sc.weight)
-            nn.init.zeros_(self.c_sc.bias)
+        _init_block(self)
 
     def forward(self, x: torch.Tensor, ctx: CollageContext) -> torch.Tensor:
         h = F.relu(self.b1(x, ctx))
@@ -190,12 +196,7 @@ class DisBlock(nn.Module):
         self.learnable_sc = cin != cout or downsample
         if self.learnable_sc:
             self.c_sc = SNConv2d(cin, cout, 1)
-        for c in (self.c1, self.c2):
-            glorot_(c.weight, 2 ** 0.5)
-            nn.init.zeros_(c.bias)
-        if self.learnable_sc:
-            glorot_(self.c_sc.weight)
-            nn.init.zeros_(self.c_sc.bias)
+        _init_block(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.c2(F.relu(self.c1(F.relu(x))))
@@ -260,6 +261,13 @@ class SNResNetProjectionDiscriminator(nn.Module):
         """The pre-pooling feature vector that manifold projection compares (Chainer ``feature_vector``)."""
         return self.features(x).flatten(1)
 
+    def class_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The projection term <embed(y), sum h> for every class y: [B, n_classes] (engine.generator's
+        Discriminator: ranks the classes of an unlabelled photo)."""
+        h = self.features(x).sum(dim=(2, 3))  # [B, C]
+        w = self.l_y.sn_weight()  # [n_classes, C]
+        return torch.stack([w @ hb for hb in h])
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x).sum(dim=(2, 3))
         out = getattr(self, f"l{self.n_blocks + 1}")(h)
@@ -285,6 +293,10 @@ class SpatialEncoder(nn.Module):
             setattr(self, f"block{i + 2}", EncBlock(ch * mults[i], ch * mults[i + 1]))
         self.n = n
         self.l_out = nn.Conv2d(ch * mults[n], cfg.z_channels, 1)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """engine.generator's Encoder: unconditional, the class ids are not used."""
+        return self(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.block1(x)

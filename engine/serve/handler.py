@@ -18,8 +18,8 @@ from bridge.requests import BlendParams, ClassesRequest, EditReply, EditRequest,
 from engine import __version__
 from engine.classes import ClassLookupError, resolve_class, search_classes
 from engine.device import select_device
-from engine.interface import parse_layers
-from engine.photo import BlendSpec, EditError, PhotoEditor, SwapSpec
+from engine.generator import parse_layers
+from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
 
 BAD_INPUT = E_BAD_INPUT
 
@@ -75,7 +75,7 @@ class Engine:
         return spec
 
     def _swap_spec(self, p: SwapParams) -> SwapSpec:
-        from engine.collage import layer_count
+        from engine.collage.label import layer_count
 
         target = self._class(p.target, "target class")
         labels = []

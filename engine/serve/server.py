@@ -49,7 +49,6 @@ from bridge.protocol import (
     DEFAULT_ADDRESS,
     DEFAULT_LIMITS,
     HEARTBEAT_INTERVAL,
-    NUMPY_DTYPES,
     PROTOCOL_VERSION,
     Array,
     Limits,
@@ -59,6 +58,7 @@ from bridge.protocol import (
     encode_message,
 )
 from bridge.requests import IMAGE_OPS, OPS, validate_request
+from engine.arrays import WIRE_DTYPES
 from engine.serve.security import (
     KEYS_HINT,
     ClientKeys,
@@ -655,4 +655,4 @@ _REPLY_LIMITS = Limits(max_header_bytes=16 * MiB, max_message_bytes=1 << 34, max
 
 def to_numpy(arr: Array) -> np.ndarray:
     """Zero-copy, read-only numpy view of a received Array."""
-    return np.frombuffer(arr.data, dtype=np.dtype(NUMPY_DTYPES[arr.dtype])).reshape(arr.shape)
+    return np.frombuffer(arr.data, dtype=np.dtype(WIRE_DTYPES[arr.dtype])).reshape(arr.shape)

@@ -45,7 +45,7 @@ it is composited linearly, ``mask * source_alpha + (1 - mask) * target_alpha``;
 when the source carries the photo's own alpha (as ``Crop.paste_back`` output
 does) the result's alpha is exactly the target's.
 
-Typical use with engine/crops.py::
+Typical use with engine/edit/crops.py::
 
     source = crop.paste_back(photo, edited_crop)   # edited GAN output back in the photo
     result = poisson_blend(photo, source, selection_mask)
@@ -87,14 +87,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.arrays import PHOTO_DTYPES, mask_weights, plane
 from engine.compose.poisson.exact import solve_exact
 from engine.compose.poisson.grid import dense, neighbour_count, rhs, work_box
 from engine.compose.poisson.multigrid import OpenCVOneThread, solve_ours
 from engine.compose.poisson.opencv import blend_cv2
 
 METHODS = ("auto", "ours", "exact", "cv2")
-
-_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 
 
 def place_patch(target: np.ndarray, patch: np.ndarray, xy: tuple[int, int]) -> np.ndarray:
@@ -122,9 +121,7 @@ def place_patch(target: np.ndarray, patch: np.ndarray, xy: tuple[int, int]) -> n
 
 def _mask_array(mask, shape: tuple[int, int]) -> np.ndarray:
     """The selection as a validated H x W array (its own dtype); the support is ``mask > 0``."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[:, :, 0]
+    mask = plane(mask)
     if mask.ndim != 2 or mask.shape != tuple(shape):
         raise ValueError(
             f"The mask has shape {mask.shape} but the photo is {shape[0]}x{shape[1]}: "
@@ -136,17 +133,6 @@ def _mask_array(mask, shape: tuple[int, int]) -> np.ndarray:
     if floating and np.isnan(mask).any():
         raise ValueError("The mask contains NaN values.")
     return mask
-
-
-def _mask_weights(mask: np.ndarray) -> np.ndarray:
-    """Blend weights in [0, 1] (float64) of a mask from :func:`_mask_array`."""
-    if mask.dtype == bool:
-        return mask.astype(np.float64)
-    if mask.dtype == np.uint8:
-        return mask.astype(np.float64) / 255.0
-    if mask.dtype == np.uint16:
-        return mask.astype(np.float64) / 65535.0
-    return np.clip(mask.astype(np.float64), 0.0, 1.0)
 
 
 def _to_dtype(x: np.ndarray, dtype) -> np.ndarray:
@@ -178,7 +164,7 @@ def poisson_blend(
         raise ValueError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
     target = np.asarray(target)
     source = np.asarray(source)
-    if target.dtype.type not in _DTYPES:
+    if target.dtype.type not in PHOTO_DTYPES:
         raise ValueError(f"Unsupported image dtype {target.dtype}: use uint8, uint16, float32 or float64.")
     if target.ndim not in (2, 3) or (target.ndim == 3 and not 1 <= target.shape[2] <= 4):
         raise ValueError(f"The photo has shape {target.shape}: expected H x W or H x W x C with C in 1..4.")
@@ -235,7 +221,7 @@ def poisson_blend(
                 fc = solve_ours(cells, values, om, deg, box, (H, W), tol)
         fc += sc  # f = source + correction
 
-    wb = _mask_weights(mask[r0:r1, c0:c1])
+    wb = mask_weights(mask[r0:r1, c0:c1], np.float64)
     if not np.array_equal(wb > 0, wb >= 1.0):  # soft mask: mask * poisson + (1 - mask) * target
         w3 = np.repeat(wb[:, :, None], ncol, axis=2)
         fc -= tc
