@@ -3,10 +3,15 @@ imported): every ``import`` counts, at module level, inside functions and under 
 
 - the GIMP plug-in imports the standard library, ``gi`` and ``bridge`` only;
 - the bridge imports the standard library only, and ``zmq`` only where it may be missing (inside ``try``);
-- the layers of the engine import only downwards (``WALLS``);
+- the walls of the engine (``WALLS``): the paper's stages and the generator contract never import the model
+  families, the server, the CLI or training; the families never import the server, the CLI, training or the
+  photo pipeline; the server never imports the CLI; training imports of the CLI only its files;
+- the layers below the server import only downwards (``ONLY``): sites <- generator <- models, project, collage
+  <- blend; arrays <- compose; all of them <- edit;
 - no import cycles between modules, nor between packages at any depth.
 
-``test_checker_sees_violations`` feeds the same checks a small tree that breaks each rule, so this file can fail.
+``test_checker_sees_violations`` feeds the checks a small tree that breaks each rule, and
+``test_the_real_rules_catch_a_break_in_a_copy_of_the_tree`` breaks a copy of this tree, so this file can fail.
 """
 from __future__ import annotations
 
@@ -20,17 +25,35 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("engine", "bridge")  # the importable packages whose modules form the graph
 
-# (importer, forbidden imports, allowed exceptions): a module under ``importer`` may import nothing under
-# any of ``forbidden`` unless the imported module is under one of the exceptions.  Prefixes are dotted names.
+# The walls: (importer, forbidden imports, allowed exceptions): a module under ``importer`` may import nothing
+# under ``forbidden`` unless it is under one of the exceptions.  Prefixes are dotted names.
 STAGES = ("engine.project", "engine.collage", "engine.blend", "engine.compose", "engine.edit")
 CORE = ("engine.generator", "engine.sites")
 WALLS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("bridge", ("engine",), ()),
     *[(p, ("engine.models", "engine.serve", "engine.cli", "engine.train"), ()) for p in STAGES + CORE],
-    ("engine.models", ("engine.serve", "engine.cli", "engine.train", "engine.edit") + STAGES, ()),
-    ("engine.serve", ("engine.cli",), ()),
+    ("engine.models", ("engine.serve", "engine.cli", "engine.train", "engine.edit"), ()),
+    ("engine.serve", ("engine.cli", "engine.train"), ()),
     ("engine.train", ("engine.serve", "engine.cli"), ("engine.cli.files",)),
 ]
+
+# The layers below the server, from the bottom up: a module under the key imports nothing of the tree but its own
+# package and these.  (The server, the CLI and training sit on top and may use any of them, within WALLS.)
+ONLY: dict[str, tuple[str, ...]] = {
+    "engine.sites": (),  # sCBN and blending at one site
+    "engine.arrays": (),
+    "engine.classes": (),
+    "engine.device": (),
+    "engine.generator": ("engine.sites",),  # the contract
+    "engine.models": ("engine.generator", "engine.sites"),  # the families implement it
+    "engine.project": ("engine.generator", "engine.sites"),
+    "engine.collage": ("engine.generator", "engine.sites"),
+    "engine.blend": ("engine.generator", "engine.sites", "engine.collage"),
+    "engine.compose": ("engine.arrays",),
+    # the pipeline may take the bridge's typed requests (stdlib dataclasses shared by both ends)
+    "engine.edit": ("engine.arrays", "engine.generator", "engine.sites", "bridge.requests", "bridge.errors") + STAGES,
+    "bridge": (),
+}
 
 
 # -- reading the tree --------------------------------------------------------------------------------------------
@@ -107,6 +130,19 @@ def wall_violations(graph: Mapping[str, Mapping[str, int]], walls=WALLS) -> list
             for t, line in sorted(targets.items()):
                 if any(under(t, f) for f in forbidden) and not any(under(t, a) for a in allowed):
                     out.append(f"{importer} imports {t} (line {line}): {src} must not import {', '.join(forbidden)}")
+    return out
+
+
+def layer_violations(graph: Mapping[str, Mapping[str, int]], only: Mapping[str, Sequence[str]] = ONLY) -> list[str]:
+    out = []
+    for importer, targets in sorted(graph.items()):
+        for layer, allowed in only.items():
+            if not under(importer, layer):
+                continue
+            for t, line in sorted(targets.items()):
+                if not under(t, layer) and not any(under(t, a) for a in allowed):
+                    out.append(f"{importer} imports {t} (line {line}): {layer} may import only "
+                               f"{', '.join(allowed) or 'itself'}")
     return out
 
 
@@ -231,6 +267,10 @@ def test_walls(graph):
     assert wall_violations(graph) == []
 
 
+def test_layers(graph):
+    assert layer_violations(graph) == []
+
+
 def test_no_module_cycles(graph):
     assert cycles(graph) == []
 
@@ -265,6 +305,10 @@ def test_checker_sees_violations(tmp_path):
     walls = [("engine.collage", ("engine.models",), ())]
     assert wall_violations(g, walls) == [
         "engine.collage.label imports engine.models.family (line 2): engine.collage must not import engine.models"]
+    assert layer_violations(g, {"engine.sites": (), "engine.generator": ("engine.sites",)}) == []
+    assert layer_violations(g, {"engine.models": ("engine.generator",)}) == []  # its own package is allowed
+    assert layer_violations(g, {"engine.models": ("engine.sites",)}) == [
+        "engine.models.family imports engine.generator (line 1): engine.models may import only engine.sites"]
     assert cycles(g) == [("engine.models.family", "engine.models.store")]
     # package level: engine.sites <- engine.generator <- engine.models; add engine.sites -> engine.models
     (tmp_path / "engine/sites/scbn.py").write_text("from engine.models.store import x\n")
@@ -275,3 +319,24 @@ def test_checker_sees_violations(tmp_path):
         "bridge/protocol.py:2 imports zmq outside a try block"]
     assert outside_imports(tmp_path, "gimp_plugin", allowed={"gi", "bridge"}) == [
         "gimp_plugin/nc/plugin.py:2 imports engine.generator (not standard library)"]
+
+
+def test_the_real_rules_catch_a_break_in_a_copy_of_the_tree(tmp_path):
+    """The rules above, on a copy of engine/ and bridge/ where sCBN imports the model registry and the bridge
+    imports numpy: walls, layers and package cycles all say so."""
+    for pkg in PACKAGES:
+        for src in (ROOT / pkg).rglob("*.py"):
+            dst = tmp_path / src.relative_to(ROOT)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+    scbn = tmp_path / "engine" / "sites" / "scbn.py"
+    scbn.write_text(scbn.read_text(encoding="utf-8") + "\n\ndef _load():\n    from engine.models.registry import "
+                    "load_model\n    return load_model\n", encoding="utf-8")
+    protocol = tmp_path / "bridge" / "protocol.py"
+    protocol.write_text("import numpy\n" + protocol.read_text(encoding="utf-8"), encoding="utf-8")
+    g = import_graph(tmp_path)
+    assert any(v.startswith("engine.sites.scbn imports engine.models.registry") for v in wall_violations(g))
+    assert any(v.startswith("engine.sites.scbn imports engine.models.registry") for v in layer_violations(g))
+    assert any({"engine.models", "engine.sites"} <= set(c) for c in package_cycles(g))
+    assert outside_imports(tmp_path, "bridge", allowed={"bridge"}, guarded={"zmq"}) == [
+        "bridge/protocol.py:1 imports numpy (not standard library)"]
