@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from engine.arrays import PHOTO_DTYPES, mask_weights, split_alpha
-from engine.blend.feature import Reference, feature_blend
-from engine.collage.label import label_swap
+from engine.blend.feature import Reference
 from engine.compose.compose import compose
 from engine.edit.crops import Crop, CropError, region_from_mask
 from engine.edit.render import EditOp, fully_convolutional, grid_of, render, scale_latent
@@ -196,48 +195,180 @@ class PhotoEditor:
         self, image: np.ndarray, mask: np.ndarray | None = None, *, region=None, swap: SwapSpec | None = None,
         blend: BlendSpec | None = None, reference: np.ndarray | None = None, reference_region=None,
         reference_mask: np.ndarray | None = None,
-        source_class: int | None = None, reference_class: int | None = None, steps: int = 200,
+        source_class: int | None = None, reference_class: int | None = None, steps: int | None = None,
         poisson: bool = True, cache_key: str | None = None, return_recon: bool = False,
-        progress: Progress | None = None, latent: ProjectionResult | None = None,
+        progress: Progress | None = None, latent: ProjectionResult | None = None, mode: str = "calibrated",
+        scale: float = 1.0, preview: Callable[[EditResult], None] | None = None,
     ) -> EditResult:
         """One photo edit, stage by stage: check the input, crop the region, project it (or take ``latent``),
         render the label collage (``swap``) and/or the feature blend (``blend``) from the latent, and compose the
-        result back into the photo inside the mask."""
+        result back into the photo inside the mask.
+
+        ``mode`` "fast" stops at the encoder's latent, "calibrated" adds ``steps`` calibration steps (default
+        ``default_steps``); ``scale`` is the texture scale (fully convolutional models only); ``preview``, in
+        calibrated mode, receives the fast result before the calibration starts."""
+        t_start = time.perf_counter()
         image = np.asarray(image)
         soft = self.check(image, mask, blend, reference)
-        # crop: the region (by default the selection's box, with the reference's feature when blending) -> R x R
+        check_options(mode, scale, steps)
+        steps = self.default_steps(mode) if (steps is None or mode == "fast") else steps
         if region is None and blend is not None and reference_mask is not None and reference_region is None:
             region = self.region_with_reference(soft, reference_mask)
+        if self.full_resolution:
+            return self._edit_full(image, soft, region, swap, blend, reference, reference_region, source_class,
+                                   reference_class, steps, poisson, cache_key, return_recon, progress, latent, mode,
+                                   float(scale), preview, t_start)
+        if float(scale) != 1.0:
+            raise EditError(f"texture scale needs a fully convolutional model; {self.b.name} renders "
+                            f"{self.size} px only: use scale 1")
+        # crop: the region (by default the selection's box, with the reference's feature when blending) -> R x R
         crop = self.crop_for(image, soft, region)
         color, _alpha = split_alpha(image)
         channels = 1 if color.ndim == 2 or color.shape[2] == 1 else 3
         R = self.work_size(crop.side)
         dev = self.G.device
         x = to_model_input(crop.extract(image, R), dev)
+        t = {"crop": time.perf_counter() - t_start}
         # project
+        t0 = time.perf_counter()
         proj = latent or self.project(x, source_class, steps, cache_key, progress)
         m = torch.from_numpy(crop.mask_to_crop(soft, R)).to(dev)
         z, cls = proj.z, proj.class_id
-        with torch.no_grad():
-            recon_t = self.projector.generate(z, cls)
-            regions = self.label_regions(swap, m, crop, R, soft.shape)
-            layers = swap.layers if swap is not None else "all"
-        # collage | blend
-        ref_cls = None
+        regions = self.label_regions(swap, m, crop, R, soft.shape)
+        ref = None
         if blend is not None:
             ref = self.reference(blend, reference, reference_region, reference_class, crop, R, m, soft.shape, steps,
                                  cache_key, progress)
-            ref_cls = ref.class_id
-            out_t = feature_blend(self.G, z, cls, [ref], layers=blend.layers, strength=blend.strength,
-                                  regions=regions, scbn_layers=layers)
-        elif regions:
-            out_t = label_swap(self.G, z, cls, regions, layers=layers)
-        else:
-            out_t = recon_t
+        t["projection"] = time.perf_counter() - t0
+        # collage | blend
+        t0 = time.perf_counter()
+        op = self.edit_op(cls, swap, blend, regions, [ref] if ref is not None else [])
+        with torch.no_grad():
+            out_t = op.apply(self.G, z)
+            recon_t = self.projector.generate(z, cls) if return_recon else None
+        t["render"] = time.perf_counter() - t0
         # compose
+        t0 = time.perf_counter()
         result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
         recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
-        return EditResult(result, recon, cls, float(proj.loss), ref_cls)
+        t["compose"] = time.perf_counter() - t0
+        return EditResult(result, recon, cls, float(proj.loss), ref.class_id if ref is not None else None, mode,
+                          1.0, crop.side, R, t)
+
+    @staticmethod
+    def edit_op(cls: int, swap: SwapSpec | None, blend: BlendSpec | None, regions: list[Region],
+                references: list[Reference]) -> EditOp:
+        """What to render: the swap's regions on its layers, the blend's references on its sites."""
+        return EditOp(cls, regions, swap.layers if swap is not None else "all",
+                      swap.layer_strengths if swap is not None else None, references,
+                      blend.layers if blend is not None else "all", blend.strength if blend is not None else 1.0,
+                      blend.layer_strengths if blend is not None else None)
+
+    # -- full resolution (fully convolutional models) ---------------------------------------------------------
+    def full_project(self, x: torch.Tensor, class_id: int | None, mode: str, steps: int, key: str | None,
+                     progress: Progress | None, stage: str = "projection", start: ProjectionResult | None = None
+                     ) -> ProjectionResult:
+        """The latent of the crop ``x`` (at its size / scale): the fast start, then in calibrated mode ``steps``
+        Adam steps at that size (in tiles above ``self.tile``).  Without a class, the discriminator's ranking picks
+        it (fast) or the usual short search on a copy at the model's native size does (calibrated)."""
+        key = None if key is None else f"{key}|{mode}|{steps}|{x.shape[-1]}"
+        cached = self.cache.get(key)
+        if cached is not None and (class_id is None or cached.class_id == class_id):
+            if progress:
+                progress(stage, steps, steps, cached.loss)
+            return cached
+        if class_id is None:
+            small = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="area") \
+                if x.shape[-1] > self.size else x
+            if mode == "fast" or steps == 0:
+                class_id = self.projector.rank_classes(small, 1)[0]
+            else:
+                def search(s, step, total, loss):
+                    if progress:
+                        progress(s, step, total, loss)
+
+                class_id = self.projector.project(small, steps=min(steps, 10), candidate_steps=10,
+                                                  progress=search).class_id
+        if start is None or start.class_id != class_id:
+            start = self.projector.start(x, class_id)
+        if mode == "fast" or steps == 0:
+            if progress:
+                progress(stage, 0, 0, None)
+            res = start
+        else:
+            def prog(s, step, total, loss):
+                if progress:
+                    progress(stage, step, total, loss)
+
+            res = self.projector.calibrate_tiled(x, class_id, steps, start=start, tile=self.tile,
+                                                 grid=grid_of(self.G), progress=prog)
+        self.cache.put(key, res)
+        return res
+
+    def _edit_full(self, image, soft, region, swap, blend, reference, reference_region, source_class,
+                   reference_class, steps, poisson, cache_key, return_recon, progress, latent, mode, scale, preview,
+                   t_start) -> EditResult:
+        g = grid_of(self.G)
+        dev = self.G.device
+        crop = self.crop_for(image, soft, region, multiple=g)
+        S = crop.side
+        R = S if self.max_side >= S else self.max_side // g * g  # above max_side: rendered smaller, resampled
+        Sc = max(g, int(round(R / scale / g)) * g)  # the size the encoder and the calibration see
+        color, _alpha = split_alpha(image)
+        channels = 1 if color.ndim == 2 or color.shape[2] == 1 else 3
+        x = to_model_input(crop.extract(image, Sc), dev)
+        m = torch.from_numpy(crop.mask_to_crop(soft, R)).to(dev)
+        regions = self.label_regions(swap, m, crop, R, soft.shape)
+        xr = None
+        if blend is not None:
+            rcrop = self.reference_crop(reference, reference_region, crop, soft.shape)
+            xr = to_model_input(rcrop.extract(np.asarray(reference), Sc), dev)
+        t = {"crop": time.perf_counter() - t_start}
+        if latent is not None and tuple(latent.z.shape[-2:]) != (Sc // g, Sc // g):
+            raise EditError(f"the saved latent is {latent.z.shape[-1] * g} px but this crop needs {Sc} px: "
+                            f"project the same region again")
+        rkey = None if cache_key is None else cache_key + ":reference"
+        t0 = time.perf_counter()
+        base = ref = None
+        if preview is not None and mode == "calibrated" and latent is None:
+            base = self.full_project(x, source_class, "fast", 0, cache_key, progress)
+            if xr is not None:
+                ref = self.full_project(xr, reference_class, "fast", 0, rkey, progress, "reference projection")
+            t["projection"] = time.perf_counter() - t0
+            preview(self._finish_full(image, soft, crop, base, ref, swap, blend, regions, m, R, S, channels,
+                                      poisson, False, progress, "fast", scale, dict(t), True))
+            t0 = time.perf_counter()
+        proj = latent or self.full_project(x, source_class, mode, steps, cache_key, progress, start=base)
+        rproj = None
+        if xr is not None:
+            rproj = self.full_project(xr, reference_class, mode, steps, rkey, progress, "reference projection",
+                                      start=ref)
+        t["projection"] = t.get("projection", 0.0) + time.perf_counter() - t0
+        return self._finish_full(image, soft, crop, proj, rproj, swap, blend, regions, m, R, S, channels, poisson,
+                                 return_recon, progress, mode, scale, t, False)
+
+    def _finish_full(self, image, soft, crop, proj, rproj, swap, blend, regions, m, R, S, channels, poisson,
+                     return_recon, progress, mode, scale, t, is_preview) -> EditResult:
+        """Render the edit of ``proj`` (and the reference ``rproj``) at R px and compose it into the photo."""
+        g = grid_of(self.G)
+        cells = (R // g, R // g)
+        z = scale_latent(proj.z, cells)
+        refs = []
+        if rproj is not None:
+            shift = (int(round(blend.shift[0] * R / S)), int(round(blend.shift[1] * R / S)))
+            refs.append(Reference(scale_latent(rproj.z, cells), rproj.class_id, m, shift))
+        t0 = time.perf_counter()
+        op = self.edit_op(proj.class_id, swap, blend, regions, refs)
+        out_t = render(self.G, z, op, tile=self.tile, progress=progress)
+        recon_t = render(self.G, z, EditOp(proj.class_id), tile=self.tile) if return_recon else None
+        t["render"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
+        recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
+        t["compose"] = time.perf_counter() - t0
+        loss = float(proj.loss) if proj.loss is not None else math.nan
+        return EditResult(result, recon, proj.class_id, loss, rproj.class_id if rproj is not None else None, mode,
+                          scale, S, R, t, is_preview)
 
     @staticmethod
     def check(image: np.ndarray, mask: np.ndarray | None, blend: BlendSpec | None,
@@ -294,17 +425,22 @@ class PhotoEditor:
         edit's own crop of a photo of the same size) projected, its feature going into the selection ``m`` moved
         by the blend's shift (image pixels, scaled to the crop's resolution)."""
         ref_img = np.asarray(reference)
-        rcrop = self.crop_for(ref_img, None, reference_region) if reference_region is not None else None
-        if rcrop is None:
-            if ref_img.shape[:2] != tuple(shape):
-                raise EditError("the reference must have the image's size, or give its region")
-            rcrop = crop
+        rcrop = self.reference_crop(ref_img, reference_region, crop, shape)
         xr = to_model_input(rcrop.extract(ref_img, R), m.device)
         rkey = None if cache_key is None else cache_key + ":reference"
         rproj = self.project(xr, reference_class, steps, rkey, progress, stage="reference projection")
         scale = R / crop.side
         shift = (int(round(blend.shift[0] * scale)), int(round(blend.shift[1] * scale)))
         return Reference(rproj.z, rproj.class_id, m, shift)
+
+    def reference_crop(self, reference: np.ndarray, reference_region, crop: Crop, shape: tuple[int, int]) -> Crop:
+        """The reference photo's crop: its ``reference_region``, else the edit's own crop (same-size photos)."""
+        ref_img = np.asarray(reference)
+        if reference_region is not None:
+            return self.crop_for(ref_img, None, reference_region)
+        if ref_img.shape[:2] != tuple(shape):
+            raise EditError("the reference must have the image's size, or give its region")
+        return crop
 
     @staticmethod
     def compose(image: np.ndarray, crop: Crop, edited01: np.ndarray, soft: np.ndarray, poisson: bool) -> np.ndarray:
