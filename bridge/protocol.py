@@ -69,7 +69,7 @@ IMMEDIATE_OPS = ("hello", "classes", "status", "cancel")
 IMAGE_OPS = ("project", "swap", "blend", "edit")
 OPS = IMMEDIATE_OPS + IMAGE_OPS
 
-REPLY_TYPES = ("result", "error", "progress", "queued", "heartbeat")
+REPLY_TYPES = ("result", "error", "progress", "queued", "heartbeat", "preview")
 
 E_BAD_REQUEST = "bad_request"      # malformed header, params or frames
 E_BAD_VERSION = "bad_version"      # header "v" is not PROTOCOL_VERSION

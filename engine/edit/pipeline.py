@@ -31,7 +31,8 @@ SCALE_RANGE = (0.25, 4.0)  # texture scale: 2 = the material's features twice as
 FULLRES_STEPS = 5  # calibrated mode's default steps at the crop's own resolution (fully convolutional models)
 FIXED_STEPS = 200  # the default for fixed-size models, which calibrate at their own (small) resolution
 MAX_SIDE = {"cpu": 2048, "cuda": 4096}  # largest crop side rendered at its own size; larger crops are resampled
-TILE = {"cpu": 1024, "cuda": 2048}  # render / calibrate tiles (px) on each device: bounds the memory
+TILE = {"cpu": 512, "cuda": 2048}  # render tiles (px): bound the memory; on CPU 512 px tiles were also faster
+CALIBRATION_TILE = {"cpu": 1024, "cuda": 2048}  # calibration tiles (px): bound the backward pass's memory
 
 
 class EditError(ValueError):
@@ -123,7 +124,7 @@ class PhotoEditor:
     the crop is resampled to it and back (``EditResult.resampled``)."""
 
     def __init__(self, bundle: ModelBundle, cache: ProjectionCache | None = None, max_work_size: int = 128,
-                 max_side: int | None = None, tile: int | None = None):
+                 max_side: int | None = None, tile: int | None = None, calibration_tile: int | None = None):
         self.b = bundle
         self.G = bundle.generator
         self.projector = Projector(bundle)
@@ -132,6 +133,7 @@ class PhotoEditor:
         kind = "cuda" if self.G.device.type == "cuda" else "cpu"
         self.max_side = max_side or MAX_SIDE[kind]
         self.tile = tile or TILE[kind]
+        self.calibration_tile = calibration_tile or CALIBRATION_TILE[kind]
 
     @property
     def full_resolution(self) -> bool:
@@ -209,6 +211,7 @@ class PhotoEditor:
         image = np.asarray(image)
         soft = self.check(image, mask, blend, reference)
         check_options(mode, scale, steps)
+        self.check_layer_strengths(swap, blend)
         steps = self.default_steps(mode) if (steps is None or mode == "fast") else steps
         if region is None and blend is not None and reference_mask is not None and reference_region is None:
             region = self.region_with_reference(soft, reference_mask)
@@ -252,6 +255,18 @@ class PhotoEditor:
         t["compose"] = time.perf_counter() - t0
         return EditResult(result, recon, cls, float(proj.loss), ref.class_id if ref is not None else None, mode,
                           1.0, crop.side, R, t)
+
+    def check_layer_strengths(self, swap: SwapSpec | None, blend: BlendSpec | None) -> None:
+        """EditError (one line) unless each per-layer strength list has one value in [0, 1] per layer."""
+        from engine.collage.label import check_layer_strengths, layer_count
+
+        try:
+            if swap is not None:
+                check_layer_strengths(swap.layer_strengths, layer_count(self.G), "sCBN layer")
+            if blend is not None:
+                check_layer_strengths(blend.layer_strengths, len(self.G.blend_sites()), "blend site")
+        except ValueError as exc:
+            raise EditError(str(exc)) from None
 
     @staticmethod
     def edit_op(cls: int, swap: SwapSpec | None, blend: BlendSpec | None, regions: list[Region],
@@ -298,7 +313,7 @@ class PhotoEditor:
                 if progress:
                     progress(stage, step, total, loss)
 
-            res = self.projector.calibrate_tiled(x, class_id, steps, start=start, tile=self.tile,
+            res = self.projector.calibrate_tiled(x, class_id, steps, start=start, tile=self.calibration_tile,
                                                  grid=grid_of(self.G), progress=prog)
         self.cache.put(key, res)
         return res

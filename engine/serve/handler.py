@@ -15,7 +15,7 @@ from engine import __version__
 from engine.classes import ClassLookupError, resolve_class, search_classes
 from engine.device import select_device
 from engine.generator import parse_layers
-from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
+from engine.edit.pipeline import MODES, SCALE_RANGE, BlendSpec, EditError, EditResult, PhotoEditor, SwapSpec
 
 BAD_INPUT = "bad_input"
 
@@ -86,6 +86,17 @@ class Engine:
             raise _op_error(BAD_INPUT, f"{what} must be in [0, 1], got {s}")
         return s
 
+    @staticmethod
+    def _layer_strengths(v, what: str):
+        """``layer_strengths``: null, or a list of numbers in [0, 1] (one per layer; the count is checked by the
+        pipeline against the model)."""
+        if v is None:
+            return None
+        if not isinstance(v, (list, tuple)) or not v or not all(
+                isinstance(f, (int, float)) and not isinstance(f, bool) and 0.0 <= f <= 1.0 for f in v):
+            raise _op_error(BAD_INPUT, f"{what} layer_strengths must be a list of numbers in [0, 1], one per layer")
+        return [float(f) for f in v]
+
     def _swap_spec(self, p: dict, arrays: dict) -> SwapSpec:
         from engine.collage.label import layer_count
 
@@ -106,7 +117,8 @@ class Engine:
                 raise _op_error(BAD_INPUT, "label swap needs a target class")
             target = labels[0][0]
         layers = self._layers(p.get("layers", "all"), layer_count(self.bundle.generator), "layer")
-        return SwapSpec(target, self._strength(p.get("strength")), layers, labels)
+        return SwapSpec(target, self._strength(p.get("strength")), layers, labels,
+                        self._layer_strengths(p.get("layer_strengths"), "swap"))
 
     def _blend_spec(self, p: dict) -> BlendSpec:
         shift = p.get("shift") or [0, 0]
@@ -115,7 +127,8 @@ class Engine:
         except (TypeError, ValueError):
             raise _op_error(BAD_INPUT, "shift must be [dx, dy]") from None
         layers = self._layers(p.get("layers", "all"), len(self.bundle.generator.blend_sites()), "blend site")
-        return BlendSpec(self._strength(p.get("strength")), layers, (dx, dy))
+        return BlendSpec(self._strength(p.get("strength")), layers, (dx, dy),
+                         self._layer_strengths(p.get("layer_strengths"), "blend"))
 
     def run(self, op: str, params: dict, arrays: dict[str, np.ndarray], job) -> tuple[dict, dict]:
         self._check_model(params)
@@ -133,9 +146,18 @@ class Engine:
             raise _op_error("unknown_op", f"the engine does not run {op!r}")
         swap = self._swap_spec(p["swap"], arrays) if p.get("swap") else None
         blend = self._blend_spec(p["blend"]) if p.get("blend") else None
-        steps = p.get("steps", 200)
-        if not isinstance(steps, int) or not 0 <= steps <= 5000:
+        steps = p.get("steps")  # None: the model's default for the mode (PhotoEditor.default_steps)
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 5000):
             raise _op_error(BAD_INPUT, "steps must be a whole number in 0-5000")
+        mode = p.get("mode") or "calibrated"
+        if mode not in MODES:
+            raise _op_error(BAD_INPUT, f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        scale = p.get("scale", 1.0)
+        scale = 1.0 if scale is None else scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
+                not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+            raise _op_error(BAD_INPUT, f"scale must be a number in [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}]")
+        want_preview = bool(p.get("preview")) and mode == "calibrated"
         region = p.get("region")
         if region is not None and (not isinstance(region, (list, tuple)) or len(region) != 4):
             raise _op_error(BAD_INPUT, "region must be [x, y, w, h]")
@@ -151,14 +173,23 @@ class Engine:
                     source_class=self._class(p.get("source_class", p.get("class")), "source class"),
                     reference_class=self._class((p.get("blend") or {}).get("reference_class"), "reference class"),
                     steps=steps, poisson=bool(p.get("poisson", True)), cache_key=p.get("cache_key"),
-                    return_recon=bool(p.get("return_recon")), progress=progress)
+                    return_recon=bool(p.get("return_recon")), progress=progress, mode=mode, scale=float(scale),
+                    preview=(lambda r: job.preview(*self._reply(op, r, swap))) if want_preview else None)
             except EditError as exc:
                 raise _op_error(BAD_INPUT, str(exc)) from None
+        return self._reply(op, res, swap)
+
+    def _reply(self, op: str, res: EditResult, swap: SwapSpec | None) -> tuple[dict, dict]:
+        """The result (or preview) message of an edit: params and arrays.  ``resampled`` says whether the crop
+        was resampled to the render size and back (fixed-size models, or crops above the engine's largest side);
+        ``loss`` is null in fast mode (no calibration, nothing measured)."""
         out: dict[str, Any] = {"image": res.image}
         if res.recon is not None:
             out["recon"] = res.recon
         rp = {"source_class": self.names[res.source_class], "source_class_id": res.source_class,
-              "loss": round(res.loss, 5)}
+              "loss": round(res.loss, 5) if res.loss == res.loss else None, "mode": res.mode, "scale": res.scale,
+              "crop_size": res.crop_size, "render_size": res.render_size, "resampled": res.resampled,
+              "preview": res.preview, "seconds": {k: round(v, 3) for k, v in res.timings.items()}}
         if op == "project":  # the names bridge/PROTOCOL.md gives the projected class
             rp.update(class_id=res.source_class, class_name=self.names[res.source_class])
         if swap is not None:
