@@ -14,8 +14,10 @@ its own scale.  Each case is a label swap of an elliptical selection (feathered 
 ``PhotoEditor.edit`` twice: ``mode="fast"`` (the encoder's latent only) and ``mode="calibrated"`` (the engine's
 default steps).  Measured per case:
 
-* seconds to each result, and the share of the stages (crop = cutting the crop out and converting it, projection,
-  render, compose = Poisson blending back; I/O to and from GIMP is bench/bridge.py's);
+* seconds to each result (wall clock, and the CPU seconds of all threads: on a shared machine the wall clock
+  grows with the other processes' load, the CPU time much less), and the share of the stages (crop = cutting
+  the crop out and converting it, projection, render, compose = Poisson blending back; I/O to and from GIMP is
+  bench/bridge.py's);
 * time against selected pixels: (seconds per selected pixel at the largest selection) / (at 512 px); goal <= 1;
 * sharpness: the variance of the Laplacian of luminance inside the edit (the selection eroded by 1/16 of its
   size) over the same inside the photo's region before the edit; goal >= 0.3 per case.  Nothing sharpens,
@@ -120,12 +122,12 @@ def one_case(editor, photo: np.ndarray, source: int, target: int, sel: int, mode
 
     size = photo.shape[0]
     mask = selection(size, sel)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = editor.edit(photo, mask, swap=SwapSpec(target), source_class=source, mode=mode)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     inner = cv2.erode((mask >= 1).astype(np.uint8), np.ones((max(3, sel // 16),) * 2, np.uint8)) > 0
     sharp = laplacian_variance(res.image, inner) / max(laplacian_variance(photo, inner), 1e-12)
-    return {"seconds": seconds, "stages": dict(res.timings), "sharpness": sharp, "loss": res.loss,
+    return {"seconds": seconds, "cpu_seconds": cpu, "stages": dict(res.timings), "sharpness": sharp, "loss": res.loss,
             "outside_identical": bool(np.array_equal(res.image[mask == 0], photo[mask == 0])),
             "crop": res.crop_size, "render": res.render_size, "resampled": res.resampled, "image": res.image,
             "mask": mask}
@@ -222,7 +224,8 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 def format_rows(rows: list[dict]) -> str:
-    head = (f"{'photo':>5} {'sel':>5} {'case':<28} {'mode':<10} {'s':>7} {'crop/proj/render/compose %':>27} "
+    head = (f"{'photo':>5} {'sel':>5} {'case':<28} {'mode':<10} {'s':>7} {'cpu s':>7} "
+            f"{'crop/proj/render/compose %':>27} "
             f"{'sharp':>6} {'outside':>8} {'crop px':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -234,7 +237,8 @@ def format_rows(rows: list[dict]) -> str:
         tot = max(sum(st.values()), 1e-9)
         share = "/".join(f"{100 * st.get(k, 0) / tot:.0f}" for k in ("crop", "projection", "render", "compose"))
         lines.append(f"{r['photo_size']:>5} {r['selection']:>5} {r['photo'] + ' -> ' + r['target']:<28} "
-                     f"{r['mode']:<10} {r['seconds']:>7.2f} {share:>27} {r['sharpness']:>6.2f} "
+                     f"{r['mode']:<10} {r['seconds']:>7.2f} {r['cpu_seconds']:>7.2f} {share:>27} "
+                     f"{r['sharpness']:>6.2f} "
                      f"{'same' if r['outside_identical'] else 'CHANGED':>8} "
                      f"{r['crop']}{'->' + str(r['render']) if r['resampled'] else '':>8}")
     for s in summary(rows):

@@ -177,7 +177,7 @@ def bench_photo_edit(quick: bool, threads: int | None):
         timed = r["selection"] == 512
         table.append(("photo_edit", case, f"{r['mode']}: seconds to the result", f"{r['seconds']:.2f}",
                       f"<= {goal_s:g}" if timed else "-", _met(r["seconds"] <= goal_s) if timed else "-",
-                      f"{share}; {size}; outside the selection "
+                      f"{r['cpu_seconds']:.1f} CPU s; {share}; {size}; outside the selection "
                       f"{'byte-identical' if r['outside_identical'] else 'CHANGED'}"))
         table.append(("photo_edit", case, f"{r['mode']}: sharpness edit / photo", f"{r['sharpness']:.2f}",
                       f">= {photo_edit.SHARPNESS_GOAL:g}", _met(r["sharpness"] >= photo_edit.SHARPNESS_GOAL),

@@ -8,7 +8,7 @@ import torch
 from engine.blend.feature import Reference
 from engine.cli.files import ellipse_mask
 from engine.collage.label import label_swap
-from engine.edit.crops import Crop, region_from_mask
+from engine.edit.crops import Crop, from_unit_float, region_from_mask
 from engine.edit.pipeline import BlendSpec, EditError, EditResult, PhotoEditor, SwapSpec, from_model_output, \
     to_model_input
 from engine.edit.render import EditOp, grid_of, render, scale_latent
@@ -72,9 +72,9 @@ def test_1000px_crop_is_rendered_at_1000px(bundle, photo):
     proj = ed.cache.get("k|fast|0|1000")
     assert tuple(proj.z.shape[-2:]) == (125, 125)  # one latent cell per 8 px of the 1000 px crop
     m = torch.from_numpy(crop.mask_to_crop(mask, 1000))
-    direct = render(bundle.generator, proj.z, EditOp(1, [Region(2, m, 1.0)]))
+    direct = render(bundle.generator, proj.z, EditOp(1, [Region(2, m, 1.0)]), tile=ed.tile)
     assert tuple(direct.shape[-2:]) == (1000, 1000)
-    pix = np.clip(np.rint(from_model_output(direct, 3) * 255), 0, 255).astype(np.uint8)
+    pix = from_unit_float(from_model_output(direct, 3), np.uint8)
     ys, xs = np.nonzero(mask == 1)
     assert np.array_equal(res.image[ys, xs], pix[ys - crop.y0, xs - crop.x0])
     assert np.array_equal(res.image[mask == 0], photo[mask == 0])
