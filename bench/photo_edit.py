@@ -137,8 +137,10 @@ def resynthesizer_anchor() -> str | None:
     """Why the Resynthesizer anchor is skipped, or None when it can run (not implemented here: see README)."""
     if not os.path.isdir(GIMP32_ROOT):
         return f"no GIMP 3.2 root at {GIMP32_ROOT}"
-    plug = [os.path.join(dp, f) for dp, _dn, fs in os.walk(os.path.join(GIMP32_ROOT, "usr/lib/gimp"))
-            for f in fs if "resynth" in f.lower()]
+    import glob
+
+    plug = glob.glob(os.path.join(GIMP32_ROOT, "usr/lib/*/gimp/*/plug-ins/*resynth*")) + \
+        glob.glob(os.path.join(GIMP32_ROOT, "usr/lib/gimp/*/plug-ins/*resynth*"))
     if not plug:
         return f"{GIMP32_ROOT} has no Resynthesizer (gimp-plugin-registry is not installed in it)"
     return "Resynthesizer run in GIMP 3.2 not automated in this benchmark yet"

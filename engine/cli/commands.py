@@ -356,10 +356,22 @@ def cmd_project(args) -> int:
     region = parse_region(args.region)
     ed = PhotoEditor(b)
     try:
-        crop = ed.crop_for(photo, None, region)
-        x = to_model_input(crop.extract(photo, ed.work_size(crop.side)), b.generator.device)
         source = class_id(b, args.class_) if args.class_ is not None else None
-        res = ed.projector.project(x, class_id=source, steps=args.steps, progress=progress_printer(args.quiet))
+        if ed.full_resolution:  # at the crop's own size, as the photo edits do
+            from engine.edit.render import EditOp, grid_of, render
+
+            g = grid_of(b.generator)
+            crop = ed.crop_for(photo, None, region, multiple=g)
+            size = min(crop.side, ed.max_side // g * g)
+            x = to_model_input(crop.extract(photo, size), b.generator.device)
+            steps = ed.default_steps() if args.steps is None else args.steps
+            res = ed.full_project(x, source, "calibrated", steps, None, progress_printer(args.quiet))
+            res.image = render(b.generator, res.z, EditOp(res.class_id), tile=ed.tile)
+        else:
+            crop = ed.crop_for(photo, None, region)
+            x = to_model_input(crop.extract(photo, ed.work_size(crop.side)), b.generator.device)
+            res = ed.projector.project(x, class_id=source, steps=200 if args.steps is None else args.steps,
+                                       progress=progress_printer(args.quiet))
     except (EditError, CropError) as exc:
         raise CLIError(str(exc)) from None
     write_png(args.output, res.image)

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True)
     p.add_argument("--region", default=None)
     p.add_argument("--class", dest="class_", default=None)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=None, help="calibration steps (default: the model's)")
     p.add_argument("--latent", default=None, help="save the latent here (.npz) for later edits")
     p.set_defaults(fn=cmd_project)
     p = sub.add_parser("serve", help="run the engine server for the GIMP plug-in")
