@@ -226,9 +226,26 @@ def test_bad_scale_mode_layer_strengths_are_refused(bundle, photo, kw, message):
     assert np.array_equal(img, before)
 
 
-def test_fixed_size_models_say_the_crop_was_resampled():
-    r = EditResult(np.zeros((4, 4, 3), np.uint8), None, 0, 0.1, crop_size=300, render_size=256)
-    assert r.resampled
+def test_fixed_size_models_work_as_before_and_say_the_crop_was_resampled():
+    """A vector-latent (fixed-size) generator, tiny and random: the crop goes to its 32 px and back, the result
+    says so, and a texture scale is refused with one line."""
+    from engine.generator import ModelBundle
+    from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator
+
+    torch.manual_seed(0)
+    cfg = SNGANConfig(ch=4, dim_z=8, bottom_width=4, n_classes=3, resolution=32, gen_mults=(2, 2, 1, 1),
+                      dis_mults=(1, 2, 2), latent="vector")
+    b = ModelBundle(name="tiny-fixed", generator=ResNetGenerator(cfg).eval(),
+                    discriminator=SNResNetProjectionDiscriminator(cfg).eval()).to("cpu")
+    ed = PhotoEditor(b)
+    assert not ed.full_resolution and ed.default_steps() == 200
+    img = (np.random.default_rng(0).random((120, 120, 3)) * 255).astype(np.uint8)
+    mask = ellipse_mask(120, 120, 60, 60, 30, 24)
+    res = ed.edit(img, mask, swap=SwapSpec(1), source_class=0, steps=1)
+    assert res.render_size == 32 and res.crop_size > 32 and res.resampled
+    assert np.array_equal(res.image[mask == 0], img[mask == 0])
+    with pytest.raises(EditError, match="texture scale needs a fully convolutional model"):
+        ed.edit(img, mask, swap=SwapSpec(1), source_class=0, steps=1, scale=2)
     assert not EditResult(np.zeros((4, 4, 3), np.uint8), None, 0, 0.1, crop_size=256, render_size=256).resampled
 
 
