@@ -178,3 +178,18 @@ def test_run_all_skips_projection_without_textures(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "assemble", missing)
     raw, rows, detail = ra.bench_projection(True, 1)
     assert raw == [] and rows[0][2] == "skipped" and "manifest.json missing" in rows[0][-1]
+
+
+def test_run_all_photo_edit_rows(tiny_bundle, monkeypatch):
+    import bench.run_all as ra
+    from bench import photo_edit
+
+    real = photo_edit.run
+    monkeypatch.setattr(photo_edit, "run", lambda quick: real(quick=True, bundle=tiny_bundle, sizes=(48, 96),
+                                                              big=False, photo_size=160))
+    raw, table, detail = ra.bench_photo_edit(True, 1)
+    assert len(table) == 2 * 8 + 1  # time and sharpness per case, the anchor's row
+    assert all(len(r) == len(ra.COLUMNS) for r in table)
+    assert any(r[2].startswith("fast: seconds") for r in table) and any("sharpness" in r[2] for r in table)
+    assert table[-1][2] == "anchor" and table[-1][-1].startswith("skipped: ")
+    assert "Resynthesizer" in detail
