@@ -94,13 +94,11 @@ def render(G: CollageGenerator, z: torch.Tensor, op: EditOp, tile: int | None = 
 
     With ``tile`` (output px, a multiple of the grid) and a larger output, the render runs tile by tile: each
     tile with ``overlap`` + the largest blend shift px of context on each side (rounded up to the grid), keeping
-    only its centre.  ``progress(stage, step, total, loss)`` is called per tile."""
+    only its centre.  ``progress(stage, step, total, loss)`` is called per tile (tiled renders only, so a one-pass
+    edit reports its projection's steps last)."""
     H, W = image_size(G, z)
     if tile is None or (tile >= H and tile >= W):
-        out = op.apply(G, z)
-        if progress:
-            progress("render", 1, 1, None)
-        return out
+        return op.apply(G, z)
     g = grid_of(G)
     tile = max(g, tile // g * g)
     margin = -(-(overlap + op.max_shift()) // g) * g
