@@ -103,7 +103,7 @@ def render(G: CollageGenerator, z: torch.Tensor, op: EditOp, tile: int | None = 
     tile = max(g, tile // g * g)
     margin = -(-(overlap + op.max_shift()) // g) * g
     out = torch.empty(z.shape[0], 3, H, W, device=z.device)
-    boxes = tile_boxes(H, W, tile, margin)
+    boxes = tile_boxes(H, W, tile, margin, g)
     for i, ((y, y1, x, x1), (Y0, Y1, X0, X1)) in enumerate(boxes):
         part = op.crop(Y0, Y1, X0, X1, g).apply(G, z[..., Y0 // g:Y1 // g, X0 // g:X1 // g])
         out[..., y:y1, x:x1] = part[..., y - Y0:y1 - Y0, x - X0:x1 - X0]

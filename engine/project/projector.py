@@ -254,7 +254,7 @@ class Projector:
                                   progress=progress)
         tile = max(grid, tile // grid * grid)
         out = torch.empty_like(start.z)
-        boxes = tile_boxes(H, W, tile, -(-overlap // grid) * grid)
+        boxes = tile_boxes(H, W, tile, -(-overlap // grid) * grid, grid)
         losses = []
         for i, ((y, y1, x0, x1), (Y0, Y1, X0, X1)) in enumerate(boxes):
             xt = x[..., Y0:Y1, X0:X1]
