@@ -147,7 +147,8 @@ def resynthesizer_anchor() -> str | None:
 
 
 def run(quick: bool = False, threads: int | None = None, save_png: str | None = None, bundle=None,
-        sizes: tuple[int, ...] | None = None, big: bool | None = None, photo_size: int = 1280) -> list[dict]:
+        sizes: tuple[int, ...] | None = None, big: bool | None = None, photo_size: int = 1280,
+        targets: tuple[str, ...] | None = None) -> list[dict]:
     """One row per (photo size, selection, target, mode) plus the anchor's row.  ``bundle`` replaces the default
     model (a model without the texture classes uses its classes 0 and 1: the smoke test's tiny model)."""
     import torch
@@ -163,7 +164,9 @@ def run(quick: bool = False, threads: int | None = None, save_png: str | None = 
     names = bundle.class_names
     editor = PhotoEditor(bundle)
     cases, source_text = photos()
-    if quick:
+    if targets:
+        cases = [c for c in cases if c[3] in targets]
+    elif quick:
         cases = cases[:2]
     sizes = sizes or ((256, 512) if quick else (256, 512, 1024))
     rows = []
@@ -256,12 +259,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     ap.add_argument("--sizes", default=None, help="selection sizes on the 1280 px photos, e.g. 256,512")
     ap.add_argument("--no-big", action="store_true", help="skip the 4096 px photo")
+    ap.add_argument("--targets", default=None, help="only these target classes, e.g. gravel,brick")
     ap.add_argument("--save-png", default=None, metavar="DIR", help="write photo | fast | calibrated strips here")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else None
     rows = run(quick=args.quick, threads=args.threads, save_png=args.save_png, sizes=sizes,
-               big=False if args.no_big else None)
+               big=False if args.no_big else None,
+               targets=tuple(args.targets.split(",")) if args.targets else None)
     print(format_rows(rows))
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
