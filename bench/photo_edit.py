@@ -184,7 +184,8 @@ def run(quick: bool = False, threads: int | None = None, save_png: str | None = 
             mask = r.pop("mask")
             rows.append({"bench": "photo_edit", "photo": name, "photo_size": size, "selection": sel,
                          "source": src, "target": tgt, "mode": mode, "photos": source_text, **r})
-            print(f"  {size} px photo, {sel} px selection, {name} -> {tgt}, {mode}: {r['seconds']:.1f} s, "
+            print(f"  {size} px photo, {sel} px selection, {name} -> {tgt}, {mode}: {r['seconds']:.1f} s "
+                  f"({r['cpu_seconds']:.1f} CPU s), "
                   f"sharpness {r['sharpness']:.2f}, crop {r['crop']} px rendered at {r['render']} px", flush=True)
         if save_png:
             save_side_by_side(save_png, f"{size}_{sel}_{name.replace(' ', '_')}_{tgt}", photo, shown, mask)
