@@ -4,7 +4,8 @@ What renders: ``EditOp``, the edit of one latent (sCBN regions and/or feature-bl
 layers and per-layer strengths), applied by the collage operations of engine/collage and engine/blend through the
 generator contract only.
 
-How it reaches full resolution (issue 17; measured in bench/photo_edit.py and /work notes in the README):
+How it reaches full resolution (issue 17; the measurements behind each choice are in the README, "Edits at the
+photo's own resolution", and bench/photo_edit.py):
 
 * the latent is the crop's own: the encoder maps the crop at full resolution (divided by the texture scale), one
   latent cell per ``grid`` output pixels; the generator renders it at the crop's size, so no generated pixel is
