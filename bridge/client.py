@@ -333,13 +333,16 @@ class EngineClient:
              arrays: Mapping[str, Any] | None = None,
              on_progress: Callable[[str, int, int, float | None], Any] | None = None,
              timeout: float | None = None,
-             on_queued: Callable[[int], Any] | None = None) -> Reply:
+             on_queued: Callable[[int], Any] | None = None,
+             on_preview: Callable[[Reply], Any] | None = None) -> Reply:
         """Send one request and wait for its final reply.
 
         ``arrays`` values: bridge Array, numpy arrays, or ``(dtype, shape, buffer)``.
         ``on_progress(stage, step, total, loss)`` may return False to cancel:
         the client sends ``cancel`` and raises :class:`Cancelled` once the engine
-        confirms.  Raises EngineError, Cancelled, EngineUnavailable, EngineTimeout.
+        confirms.  ``on_preview(reply)`` receives a ``preview`` reply (the fast result an edit requested with
+        ``"preview": true`` sends before the calibrated one).  Raises EngineError, Cancelled, EngineUnavailable,
+        EngineTimeout.
         """
         timeout = self.timeout if timeout is None else float(timeout)
         rid = uuid.uuid4().hex
@@ -354,7 +357,7 @@ class EngineClient:
         self._transport.connect(timeout)
         try:
             self._transport.send(frames, timeout)
-            return self._wait(op, rid, timeout, on_progress, on_queued)
+            return self._wait(op, rid, timeout, on_progress, on_queued, on_preview)
         except ProtocolError:  # (an EngineError too) a reply this side cannot read
             self._transport.close()  # never reuse a connection in an unknown state
             raise
@@ -405,7 +408,8 @@ class EngineClient:
         self.close()
 
     # -- internals --------------------------------------------------------
-    def _wait(self, op: str, rid: str, timeout: float, on_progress: Any, on_queued: Any) -> Reply:
+    def _wait(self, op: str, rid: str, timeout: float, on_progress: Any, on_queued: Any,
+              on_preview: Any = None) -> Reply:
         sent = time.monotonic()
         last_seen: float | None = None
         cancel_id: str | None = None
@@ -448,6 +452,8 @@ class EngineClient:
                         cancel_id = self._send_cancel(rid)
             elif kind == "queued" and on_queued is not None:
                 on_queued(p.get("position"))
+            elif kind == "preview" and on_preview is not None and cancel_id is None:
+                on_preview(Reply(header, arrays, op))
             # heartbeat: nothing to do but note that the engine is alive
 
     def _send_cancel(self, rid: str) -> str:

@@ -82,7 +82,7 @@ _FORMAT_CHARS = {spec[2]: name for name, spec in DTYPE_TABLE.items()}
 # ---------------------------------------------------------------------------
 # Reply types (the operations and their params: bridge/requests.py; errors: bridge/errors.py)
 # ---------------------------------------------------------------------------
-REPLY_TYPES = ("result", "error", "progress", "queued", "heartbeat")
+REPLY_TYPES = ("result", "error", "progress", "queued", "heartbeat", "preview")
 
 
 class Limits:

@@ -55,7 +55,8 @@ class Range:
         return "Range(%s..%s)" % (_num(self.lo), _num(self.hi))
 
 
-#: projection iterations; the engine's default when omitted is DEFAULT_STEPS
+#: projection iterations; DEFAULT_STEPS when omitted, except on fully convolutional models, which calibrate at the
+#: crop's own size with few steps (the engine's PhotoEditor.default_steps)
 STEPS = Range(0, 5000, True, "projection iterations")
 DEFAULT_STEPS = 200
 #: how far an edit goes: 0 = unchanged, 1 = the full edit
@@ -67,6 +68,13 @@ LAYER_INDEX = Range(0, 1023, True, "generator layer")
 MAX_LAYER_INDICES = 64
 #: extra classes of a multi-label swap
 MAX_LABELS = 16
+#: texture scale (issue 17): 2 = the material's features twice as large (fully convolutional models only)
+SCALE = Range(0.25, 4.0, False, "texture scale: 2 = features twice as large")
+DEFAULT_SCALE = 1.0
+#: fast = the encoder's latent only; calibrated = plus ``steps`` calibration steps (the default)
+MODES = ("fast", "calibrated")
+#: per-layer strengths: one value (STRENGTH) per sCBN layer (swap) or per blend site (blend)
+MAX_LAYER_STRENGTHS = 64
 #: a region's x, y (any integer) and w, h (at least 1)
 REGION_SIZE = Range(1, MAX_DIM, True, "pixels")
 
@@ -128,6 +136,11 @@ def _is_region(value: Any) -> bool:
             and REGION_SIZE.contains(value[2]) and REGION_SIZE.contains(value[3]))
 
 
+def _is_layer_strengths(value: Any) -> bool:
+    return (isinstance(value, list) and 1 <= len(value) <= MAX_LAYER_STRENGTHS
+            and all(STRENGTH.contains(v) for v in value))
+
+
 class Kind:
     """How one param is checked and described: ``test(value) -> bool`` and the words for the docs."""
 
@@ -148,6 +161,10 @@ LAYERS = Kind(_is_layers, '"all", "first", "rest" or a list of at most %d layer 
               % (MAX_LAYER_INDICES, LAYER_INDEX.lo, LAYER_INDEX.hi))
 SHIFT_KIND = Kind(_is_shift, "[dx, dy] integers between %d and %d" % (SHIFT.lo, SHIFT.hi),
                   "[dx, dy] ints, each %d..%d" % (SHIFT.lo, SHIFT.hi))
+MODE = Kind(lambda v: v in MODES, " or ".join(MODES), " | ".join('"%s"' % m for m in MODES))
+SCALE_KIND = Kind(SCALE.contains, SCALE.text(), "number, %s..%s" % (_num(SCALE.lo), _num(SCALE.hi)))
+LAYER_STRENGTHS = Kind(_is_layer_strengths, "a list of at most %d numbers between 0 and 1, one per layer"
+                       % MAX_LAYER_STRENGTHS, "[number 0..1, ...] (one per layer)")
 REGION = Kind(_is_region, "[x, y, w, h] integers with w, h between %d and %d" % (REGION_SIZE.lo, REGION_SIZE.hi),
               "[x, y, w, h] ints, w and h %d..%d" % (REGION_SIZE.lo, REGION_SIZE.hi))
 
@@ -348,11 +365,13 @@ class SwapParams:
         Param("target", CLASS, required=True, doc="class painted into the mask (name or id)"),
         Param("strength", UNIT, required=True, doc=STRENGTH.what),
         Param("layers", LAYERS, required=True, doc="scope: generator layers the class acts on"),
+        Param("layer_strengths", LAYER_STRENGTHS, doc="one strength per sCBN layer; null = all 1"),
     )
     target: str | int
     strength: float = 1.0
     layers: str | list[int] = "all"
     labels: list[Label] = field(default_factory=list)
+    layer_strengths: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_params(self) -> dict[str, Any]:
@@ -394,11 +413,13 @@ class BlendParams:
         Param("layers", LAYERS, required=True, doc="scope: blend sites that are blended"),
         Param("shift", SHIFT_KIND, required=True, doc="reference content at p lands at p + shift"),
         Param("reference_class", CLASS, doc="class of the reference; null = found by the engine"),
+        Param("layer_strengths", LAYER_STRENGTHS, doc="one strength per blend site; null = all 1"),
     )
     strength: float = 1.0
     layers: str | list[int] = "all"
     shift: tuple[int, int] = (0, 0)
     reference_class: str | int | None = None
+    layer_strengths: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_params(self) -> dict[str, Any]:
@@ -416,20 +437,24 @@ class BlendParams:
 
 _MODEL = Param("model", STR, doc="model name; null = the engine's model")
 _SOURCE = Param("source_class", CLASS, doc="class of the region; null = found by the engine")
-_STEPS = Param("steps", STEPS_KIND, doc="projection iterations; null = %d" % DEFAULT_STEPS)
+_STEPS = Param("steps", STEPS_KIND, doc="projection iterations; null = the model's default (%d on fixed-size "
+              "models, a few at full size on fully convolutional ones)" % DEFAULT_STEPS)
 _POISSON = Param("poisson", BOOL, required=True, doc="Poisson-blend the edit into the photo")
 _REGION = Param("region", REGION, doc="the crop to project (image pixels); null = around the mask")
+_MODE = Param("mode", MODE, doc="fast: the encoder's latent only; calibrated: + steps (null = calibrated)")
+_SCALE = Param("scale", SCALE_KIND, doc="texture scale; null = %s" % _num(DEFAULT_SCALE))
+_PREVIEW = Param("preview", BOOL, doc="calibrated mode: send the fast result first as a preview reply")
 
 #: the top-level params of each image op, in the order the docs list them
 IMAGE_OP_PARAMS = {
     "edit": (_MODEL, _SOURCE, _STEPS, _POISSON,
              Param("cache_key", STR, doc="lets the engine reuse a projection of the same pixels"),
              Param("return_recon", BOOL, null=False, doc="also send the reconstruction back"),
-             _REGION),
-    "swap": (_MODEL, _SOURCE, _STEPS, _POISSON),
-    "blend": (_MODEL, _SOURCE, _STEPS, _POISSON),
+             _REGION, _MODE, _SCALE, _PREVIEW),
+    "swap": (_MODEL, _SOURCE, _STEPS, _POISSON, _MODE, _SCALE, _PREVIEW),
+    "blend": (_MODEL, _SOURCE, _STEPS, _POISSON, _MODE, _SCALE, _PREVIEW),
     "project": (_MODEL, Param("class", CLASS, attr="source_class", doc="class of the region; null = classify"),
-                _STEPS, _REGION),
+                _STEPS, _REGION, _MODE, _SCALE),
 }
 
 
@@ -453,6 +478,9 @@ class EditRequest(Request):
     cache_key: str | None = None
     return_recon: bool = False
     region: tuple[int, int, int, int | None] = None
+    mode: str | None = None
+    scale: float | None = None
+    preview: bool | None = None
     swap: SwapParams | None = None
     blend: BlendParams | None = None
     reference: Any = None
@@ -566,16 +594,27 @@ class EditReply:
     reference_class: str | None = None
     class_id: int | None = None      # project: the projected class (= source_class_id)
     class_name: str | None = None    # project: its name (= source_class)
+    # how the result was made (issue 17): mode, texture scale, the square crop's side in image pixels, the side
+    # the generator rendered, whether the crop was resampled (crop_size != render_size), whether this is the
+    # fast preview of a calibrated edit, and seconds per stage
+    mode: str | None = None
+    scale: float | None = None
+    crop_size: int | None = None
+    render_size: int | None = None
+    resampled: bool | None = None
+    preview: bool | None = None
+    seconds: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     FIELDS: ClassVar[tuple] = ("source_class", "source_class_id", "loss", "target_class", "reference_class",
-                               "class_id", "class_name")
+                               "class_id", "class_name", "mode", "scale", "crop_size", "render_size", "resampled",
+                               "preview", "seconds")
 
     def to_wire(self) -> tuple[dict[str, Any], dict[str, Any]]:
         params = dict(self.extra)
         for name in self.FIELDS:
             value = getattr(self, name)
-            if value is not None:
+            if value is not None or name == "loss":  # loss: null in fast mode (nothing was measured)
                 params[name] = value
         arrays = {name: getattr(self, name) for name in ("image", "recon") if getattr(self, name) is not None}
         return params, arrays

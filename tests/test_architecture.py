@@ -44,14 +44,16 @@ ONLY: dict[str, tuple[str, ...]] = {
     "engine.arrays": (),
     "engine.classes": (),
     "engine.device": (),
+    "engine.tiles": (),  # tile geometry for tiled rendering and calibration
     "engine.generator": ("engine.sites",),  # the contract
     "engine.models": ("engine.generator", "engine.sites"),  # the families implement it
-    "engine.project": ("engine.generator", "engine.sites"),
+    "engine.project": ("engine.generator", "engine.sites", "engine.tiles"),
     "engine.collage": ("engine.generator", "engine.sites"),
     "engine.blend": ("engine.generator", "engine.sites", "engine.collage"),
     "engine.compose": ("engine.arrays",),
     # the pipeline may take the bridge's typed requests (stdlib dataclasses shared by both ends)
-    "engine.edit": ("engine.arrays", "engine.generator", "engine.sites", "bridge.requests", "bridge.errors") + STAGES,
+    "engine.edit": ("engine.arrays", "engine.generator", "engine.sites", "engine.tiles", "bridge.requests",
+                    "bridge.errors") + STAGES,
     "bridge": (),
 }
 

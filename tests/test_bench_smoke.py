@@ -149,3 +149,47 @@ def test_projection_step_size_settings(tiny_bundle):
     assert all(r["step_sizes"] == "model" for r in own)
     with pytest.raises(ValueError, match="step_sizes must be"):
         projection.run(n=1, steps=1, threads=None, bundle=b, images=_images(1), step_sizes="best")
+
+
+def test_photo_edit_bench_rows(tiny_bundle, tmp_path):
+    from bench import photo_edit
+
+    rows = photo_edit.run(quick=True, bundle=tiny_bundle, sizes=(48, 96), big=False, photo_size=160,
+                          save_png=str(tmp_path))
+    cases = [r for r in rows if "mode" in r]
+    assert len(cases) == 2 * 2 * 2  # 2 selections x 2 targets x fast/calibrated
+    for r in cases:
+        assert finite(r["seconds"], r["sharpness"]) and r["outside_identical"] and not r["resampled"]
+        assert set(r["stages"]) == {"crop", "projection", "render", "compose"}
+    assert {r["mode"] for r in cases} == {"fast", "calibrated"}
+    assert any("anchor" in r for r in rows)
+    assert "sharp" in photo_edit.format_rows(rows) and len(list(tmp_path.glob("*.png"))) == 4
+
+
+def test_run_all_skips_projection_without_textures(monkeypatch, tmp_path):
+    import bench.run_all as ra
+
+    monkeypatch.setattr(ra, "ROOT", str(tmp_path))
+    from engine.train import data
+
+    def missing(*a, **k):
+        raise FileNotFoundError("texture source package(s) not installed: ufoai-textures")
+
+    monkeypatch.setattr(data, "assemble", missing)
+    raw, rows, detail = ra.bench_projection(True, 1)
+    assert raw == [] and rows[0][2] == "skipped" and "manifest.json missing" in rows[0][-1]
+
+
+def test_run_all_photo_edit_rows(tiny_bundle, monkeypatch):
+    import bench.run_all as ra
+    from bench import photo_edit
+
+    real = photo_edit.run
+    monkeypatch.setattr(photo_edit, "run", lambda quick: real(quick=True, bundle=tiny_bundle, sizes=(48, 96),
+                                                              big=False, photo_size=160))
+    raw, table, detail = ra.bench_photo_edit(True, 1)
+    assert len(table) == 2 * 8 + 1  # time and sharpness per case, the anchor's row
+    assert all(len(r) == len(ra.COLUMNS) for r in table)
+    assert any(r[2].startswith("fast: seconds") for r in table) and any("sharpness" in r[2] for r in table)
+    assert table[-1][2] == "anchor" and table[-1][-1].startswith("skipped: ")
+    assert "Resynthesizer" in detail

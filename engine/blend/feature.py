@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.collage.label import check_class, image_size, scbn_class_maps
+from engine.collage.label import check_class, check_layer_strengths, image_size, scbn_class_maps
 from engine.generator import CollageContext, CollageGenerator, parse_layers
 from engine.sites.blending import BlendPlan
 from engine.sites.scbn import ClassMap, Region
@@ -25,33 +25,41 @@ class Reference:
     shift: tuple[int, int] = (0, 0)
 
 
-def blend_site_weights(G: CollageGenerator, layers="all", strength: float = 1.0) -> dict[int, float]:
+def blend_site_weights(
+    G: CollageGenerator, layers="all", strength: float = 1.0, layer_strengths: Sequence[float] | None = None
+) -> dict[int, float]:
+    """Blend site index -> strength: ``strength`` on the chosen sites, times the site's own strength from
+    ``layer_strengths`` (one value in [0, 1] per blend site, like the official demos' per-layer lambdas)."""
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     sites = G.blend_sites()
     chosen = parse_layers(layers, len(sites), "blend site")
-    return {sites[i].index: float(strength) for i in chosen}
+    per = check_layer_strengths(layer_strengths, len(sites), "blend site")
+    return {sites[i].index: float(strength) * per[i] for i in chosen}
 
 
 @torch.no_grad()
 def feature_blend(
     G: CollageGenerator, z: torch.Tensor, base_class: int, references: Sequence[Reference], layers="all",
     strength: float = 1.0, regions: Sequence[Region] = (), scbn_layers="all", return_all: bool = False,
+    layer_strengths: Sequence[float] | None = None, scbn_layer_strengths: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Feature collage (eq. 3): base stream + N reference streams in one batched forward pass.
 
-    ``regions`` optionally applies sCBN to the base stream in the same pass.  Returns the blended base images
+    ``regions`` optionally applies sCBN to the base stream in the same pass.  ``layer_strengths``: one factor per
+    blend site (all ones: the plain blend; all zeros: the base stream unblended); ``scbn_layer_strengths`` the same
+    per sCBN layer for ``regions``.  Returns the blended base images
     [B, 3, H, W] (with ``return_all`` every stream, stream-major).
     """
     b = z.shape[0]
     size = image_size(G, z)
     base = torch.full((b,), check_class(G, base_class), dtype=torch.long, device=G.device)
-    base_maps = scbn_class_maps(G, base, regions, size, scbn_layers)
+    base_maps = scbn_class_maps(G, base, regions, size, scbn_layers, scbn_layer_strengths)
     ref_maps = [ClassMap.uniform(torch.full((b,), check_class(G, r.class_id), dtype=torch.long, device=G.device))
                 for r in references]
     maps = [ClassMap.cat([m] + ref_maps) for m in base_maps]
     z_all = torch.cat([z] + [r.z.to(z.device).expand_as(z) for r in references], dim=0)
     plan = BlendPlan(masks=[r.mask for r in references], shifts=[tuple(r.shift) for r in references],
-                     site_weights=blend_site_weights(G, layers, strength), batch=b, image_size=size)
+                     site_weights=blend_site_weights(G, layers, strength, layer_strengths), batch=b, image_size=size)
     out = G.synthesize(z_all, CollageContext(maps, plan))
     return out if return_all else out[:b]

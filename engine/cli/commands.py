@@ -197,7 +197,11 @@ def cmd_swap(args) -> int:
 
     size = image_size(b.generator, z)
     regions = _regions(b, args.mask, args.to, args.strength, size)
-    x = label_swap(b.generator, z, c, regions, layers=layers)
+    try:
+        x = label_swap(b.generator, z, c, regions, layers=layers,
+                       layer_strengths=parse_layer_strengths(args.layer_strengths))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     write_png(args.output, x)
     print(f"wrote {args.output}")
     return 0
@@ -224,8 +228,11 @@ def cmd_blend(args) -> int:
     import torch
 
     m = torch.from_numpy(read_mask(args.mask[0], image_size(b.generator, z)))
-    x = feature_blend(b.generator, z, c, [Reference(zr, rc, m, parse_shift(args.shift))], layers=layers,
-                      strength=strength)
+    try:
+        x = feature_blend(b.generator, z, c, [Reference(zr, rc, m, parse_shift(args.shift))], layers=layers,
+                          strength=strength, layer_strengths=parse_layer_strengths(args.layer_strengths))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     write_png(args.output, x)
     print(f"wrote {args.output}")
     return 0
@@ -244,8 +251,47 @@ def _load_latent(path: str, device):
         raise CLIError(f"cannot read latent {path}: {exc}") from None
 
 
+def parse_layer_strengths(s: str | None) -> list[float] | None:
+    """--layer-strengths "1,1,0.5,0" -> [1.0, 1.0, 0.5, 0.0]; CLIError for anything but numbers in [0, 1]."""
+    if s is None:
+        return None
+    try:
+        vals = [float(t) for t in s.split(",")]
+    except ValueError:
+        raise CLIError(f"bad layer strengths {s!r}: use numbers in [0, 1] separated by commas, e.g. 1,1,0.5,0") \
+            from None
+    bad = [v for v in vals if not 0.0 <= v <= 1.0]
+    if bad:
+        raise CLIError(f"bad layer strengths {s!r}: each must be in [0, 1], got {bad[0]:g}")
+    return vals
+
+
+def parse_scale(s) -> float:
+    from engine.edit.pipeline import SCALE_RANGE
+
+    try:
+        v = float(s)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not SCALE_RANGE[0] <= v <= SCALE_RANGE[1]:
+        raise CLIError(f"bad scale {s!r}: use a number in [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}] "
+                       "(2 = features twice as large)")
+    return v
+
+
+def parse_mode(s: str) -> str:
+    from engine.edit.pipeline import MODES
+
+    if s not in MODES:
+        raise CLIError(f"bad mode {s!r}: use fast or calibrated")
+    return s
+
+
 def _photo_edit(args, b, kind: str, layers) -> int:
     from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
+
+    mode, scale = parse_mode(args.mode), parse_scale(args.scale)
+    layer_strengths = parse_layer_strengths(args.layer_strengths)
 
     photo = read_photo(args.input)
     h, w = photo.shape[:2]
@@ -270,7 +316,7 @@ def _photo_edit(args, b, kind: str, layers) -> int:
         labels = []
         for extra_mask, to, s in zip(masks[1:], args.to[1:], (strengths * len(args.to))[1:]):
             labels.append((class_id(b, to), read_mask(extra_mask, (h, w)), check_strength(s)))
-        swap = SwapSpec(class_id(b, args.to[0]), check_strength(strengths[0]), layers, labels)
+        swap = SwapSpec(class_id(b, args.to[0]), check_strength(strengths[0]), layers, labels, layer_strengths)
     else:
         if not args.ref:
             raise CLIError("give --ref PHOTO2: the reference photo whose feature is transplanted")
@@ -278,19 +324,23 @@ def _photo_edit(args, b, kind: str, layers) -> int:
         ref_region = parse_region(args.ref_region)
         if ref_region is None and reference.shape[:2] != (h, w):
             raise CLIError("the reference photo has another size: give --ref-region x,y,w,h")
-        blend = BlendSpec(check_strength(args.strength[0] if args.strength else 1.0), layers, parse_shift(args.shift))
+        blend = BlendSpec(check_strength(args.strength[0] if args.strength else 1.0), layers, parse_shift(args.shift),
+                          layer_strengths)
     latent = _load_latent(args.latent, b.generator.device) if getattr(args, "latent", None) and \
         os.path.isfile(args.latent) else None
     try:
         res = PhotoEditor(b).edit(photo, mask, region=region, swap=swap, blend=blend, reference=reference,
                                   reference_region=ref_region, source_class=source, steps=args.steps,
                                   poisson=not args.no_poisson, progress=progress_printer(args.quiet),
-                                  latent=latent)
+                                  latent=latent, mode=mode, scale=scale)
     except EditError as exc:
         raise CLIError(str(exc)) from None
     write_photo(args.output, res.image)
-    print(f"wrote {args.output} ({w}x{h}, source class {b.class_names[res.source_class]}, "
-          f"projection loss {res.loss:.4f})")
+    loss = "not measured (fast mode)" if res.loss != res.loss else f"{res.loss:.4f}"
+    size = (f"rendered at {res.render_size} px, resampled to the {res.crop_size} px crop" if res.resampled
+            else f"rendered at the crop's {res.crop_size} px")
+    print(f"wrote {args.output} ({w}x{h}, source class {b.class_names[res.source_class]}, {mode}, {size}, "
+          f"projection loss {loss})")
     return 0
 
 
@@ -306,10 +356,22 @@ def cmd_project(args) -> int:
     region = parse_region(args.region)
     ed = PhotoEditor(b)
     try:
-        crop = ed.crop_for(photo, None, region)
-        x = to_model_input(crop.extract(photo, ed.work_size(crop.side)), b.generator.device)
         source = class_id(b, args.class_) if args.class_ is not None else None
-        res = ed.projector.project(x, class_id=source, steps=args.steps, progress=progress_printer(args.quiet))
+        if ed.full_resolution:  # at the crop's own size, as the photo edits do
+            from engine.edit.render import EditOp, grid_of, render
+
+            g = grid_of(b.generator)
+            crop = ed.crop_for(photo, None, region, multiple=g)
+            size = min(crop.side, ed.max_side // g * g)
+            x = to_model_input(crop.extract(photo, size), b.generator.device)
+            steps = ed.default_steps() if args.steps is None else args.steps
+            res = ed.full_project(x, source, "calibrated", steps, None, progress_printer(args.quiet))
+            res.image = render(b.generator, res.z, EditOp(res.class_id), tile=ed.tile)
+        else:
+            crop = ed.crop_for(photo, None, region)
+            x = to_model_input(crop.extract(photo, ed.work_size(crop.side)), b.generator.device)
+            res = ed.projector.project(x, class_id=source, steps=200 if args.steps is None else args.steps,
+                                       progress=progress_printer(args.quiet))
     except (EditError, CropError) as exc:
         raise CLIError(str(exc)) from None
     write_png(args.output, res.image)

@@ -25,7 +25,7 @@ def side_by_side(*images: np.ndarray) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
-def run_demo(out: str = "demo_out", device: str = "auto", steps: int = 200) -> int:
+def run_demo(out: str = "demo_out", device: str = "auto", steps: int | None = None) -> int:
     from engine.cli.commands import load_bundle, progress_printer
     from engine.edit.pipeline import BlendSpec, PhotoEditor, SwapSpec
 

@@ -47,7 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     def photo_opts(p):
         p.add_argument("--input", default=None, help="edit this photo instead of a generated image")
         p.add_argument("--region", default=None, help="x,y,w,h region of the photo (default: the mask's bounds)")
-        p.add_argument("--steps", type=int, default=200, help="projection steps")
+        p.add_argument("--steps", type=int, default=None,
+                       help="calibration steps (default: 5 at the crop's own size on fully convolutional models, "
+                            "200 on fixed-size models)")
+        p.add_argument("--mode", default="calibrated",
+                       help="fast (the encoder's latent only) or calibrated (plus --steps calibration steps)")
+        p.add_argument("--scale", default="1",
+                       help="texture scale, 0.25-4: 2 = the material's features twice as large (default 1: the "
+                            "model's own texture size; fully convolutional models only)")
         p.add_argument("--no-poisson", action="store_true", help="paste the raw crop instead of Poisson blending")
         p.add_argument("--latent", default=None, help="reuse a projection saved by `project --latent`")
 
@@ -59,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", action="append", default=[], help="target class of each --mask")
     p.add_argument("--strength", action="append", type=float, default=[], help="0-1, one or one per --mask")
     p.add_argument("--layers", default="all", help="all, first, rest, or indices like 0,2")
+    p.add_argument("--layer-strengths", default=None,
+                   help="one strength in [0, 1] per sCBN layer, e.g. 1,1,0.5 (default all 1)")
     photo_opts(p)
     p.set_defaults(fn=cmd_swap)
     p = sub.add_parser("blend", help="feature transplant (feature blending) inside a mask")
@@ -71,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shift", default=None, help="DX,DY: move the reference's content by this many pixels")
     p.add_argument("--strength", action="append", type=float, default=[])
     p.add_argument("--layers", default="all", help="blend sites: all, first, rest, or indices like 0,2")
+    p.add_argument("--layer-strengths", default=None,
+                   help="one strength in [0, 1] per blend site, e.g. 1,1,0.5,0 (default all 1)")
     p.add_argument("--ref", default=None, help="reference photo")
     p.add_argument("--ref-region", default=None, help="x,y,w,h region of the reference photo")
     photo_opts(p)
@@ -80,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True)
     p.add_argument("--region", default=None)
     p.add_argument("--class", dest="class_", default=None)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=None, help="calibration steps (default: the model's)")
     p.add_argument("--latent", default=None, help="save the latent here (.npz) for later edits")
     p.set_defaults(fn=cmd_project)
     p = sub.add_parser("serve", help="run the engine server for the GIMP plug-in")
@@ -96,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a label swap and a feature transplant on shipped photos")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--device", default="auto")
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=None, help="calibration steps (default: the model's)")
     p.set_defaults(fn=cmd_demo)
     return ap
 

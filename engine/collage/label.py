@@ -20,13 +20,26 @@ def norm_site_strengths(
     """Per norm site factor in [0, 1]: 1 on the selected layers (times an optional per-layer strength), else 0."""
     n = layer_count(G)
     chosen = set(parse_layers(layers, n, "layer"))
-    if layer_strengths is not None and len(layer_strengths) != n:
-        raise ValueError(f"layer strengths: expected {n} values, got {len(layer_strengths)}")
+    per = check_layer_strengths(layer_strengths, n, "layer")
+    return [(1.0 if s.layer in chosen else 0.0) * per[s.layer] for s in sorted(G.norm_sites(), key=lambda s: s.index)]
+
+
+def check_layer_strengths(values: Sequence[float] | None, n: int, what: str = "layer") -> list[float]:
+    """Per-layer strengths (one value in [0, 1] per layer or blend site; None: all ones) as a list of floats;
+    ValueError with one line for a wrong count or value."""
+    if values is None:
+        return [1.0] * n
+    vals = list(values)
+    if len(vals) != n:
+        raise ValueError(f"layer strengths: this model has {n} {what}s, got {len(vals)} values")
     out = []
-    for s in sorted(G.norm_sites(), key=lambda s: s.index):
-        f = 1.0 if s.layer in chosen else 0.0
-        if layer_strengths is not None:
-            f *= float(layer_strengths[s.layer])
+    for v in vals:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"layer strengths must be numbers in [0, 1], got {v!r}") from None
+        if not 0.0 <= f <= 1.0:  # also refuses NaN
+            raise ValueError(f"layer strengths must be in [0, 1], got {v!r}")
         out.append(f)
     return out
 

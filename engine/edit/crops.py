@@ -163,14 +163,15 @@ class Crop:
         margin: float = 0.25,
         min_size: int = 16,
         dtype=None,
+        multiple: int = 1,
     ) -> Crop:
         """Square box centred on ``region`` with ``margin`` of context on each side.
 
         side = max(w, h) * (1 + 2 * margin), at least the region itself.  The box is
         shifted to stay inside the photo when it fits, otherwise it covers the whole
-        photo in that direction and the rest is padding.  Raises CropError for
-        regions outside the image or smaller than ``min_size`` px on their longest
-        side.
+        photo in that direction and the rest is padding.  ``multiple``: the side is rounded up to a multiple of
+        it (a fully convolutional generator's latent grid, so the crop renders at its own size).  Raises
+        CropError for regions outside the image or smaller than ``min_size`` px on their longest side.
         """
         H, W = (int(v) for v in image_shape[:2])
         x, y, w, h = (int(v) for v in region)
@@ -189,6 +190,7 @@ class Crop:
             raise CropError("The margin around the region cannot be negative.")
         longest = max(w, h)
         side = max(math.floor(longest * (1 + 2 * margin) + 0.5), longest)
+        side = -(-side // max(1, int(multiple))) * max(1, int(multiple))  # a whole number of latent cells
         x0 = cls._place(x, w, side, W)
         y0 = cls._place(y, h, side, H)
         return cls(x0, y0, side, (H, W), dtype)

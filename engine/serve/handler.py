@@ -19,7 +19,7 @@ from engine import __version__
 from engine.classes import ClassLookupError, resolve_class, search_classes
 from engine.device import select_device
 from engine.generator import parse_layers
-from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
+from engine.edit.pipeline import BlendSpec, EditError, EditResult, PhotoEditor, SwapSpec
 
 BAD_INPUT = E_BAD_INPUT
 
@@ -89,11 +89,11 @@ class Engine:
                 raise EngineError(BAD_INPUT, "label swap needs a target class")
             target = labels[0][0]
         layers = self._layers(p.layers, layer_count(self.bundle.generator), "layer")
-        return SwapSpec(target, float(p.strength), layers, labels)
+        return SwapSpec(target, float(p.strength), layers, labels, p.layer_strengths)
 
     def _blend_spec(self, p: BlendParams) -> BlendSpec:
         layers = self._layers(p.layers, len(self.bundle.generator.blend_sites()), "blend site")
-        return BlendSpec(float(p.strength), layers, (int(p.shift[0]), int(p.shift[1])))
+        return BlendSpec(float(p.strength), layers, (int(p.shift[0]), int(p.shift[1])), p.layer_strengths)
 
     def run(self, op: str, params: dict, arrays: dict[str, np.ndarray], job) -> tuple[dict, dict]:
         req = parse_request(op, params, arrays)  # bad_request (EngineError) for what the bridge refuses
@@ -103,10 +103,14 @@ class Engine:
         return reply.to_wire()
 
     def edit(self, req: EditRequest, job) -> EditReply:
-        """Run one parsed edit request; ``job.progress(stage, step, total, loss)`` is called at every step."""
+        """Run one parsed edit request; ``job.progress(stage, step, total, loss)`` is called at every step, and
+        ``job.preview(params, arrays)`` once with the fast result when a calibrated edit asked for a preview."""
         self._check_model(req.model)
         swap = self._swap_spec(req.swap) if req.swap is not None else None
         blend = self._blend_spec(req.blend) if req.blend is not None else None
+        mode = req.mode or "calibrated"
+        scale = 1.0 if req.scale is None else float(req.scale)
+        want_preview = bool(req.preview) and mode == "calibrated"
 
         def progress(stage, step, total, loss):
             job.progress(stage, step, total, loss)
@@ -118,12 +122,23 @@ class Engine:
                     reference=req.reference, reference_mask=req.reference_mask,
                     source_class=self._class(req.source_class, "source class"),
                     reference_class=self._class(req.blend.reference_class if req.blend else None, "reference class"),
-                    steps=req.steps_or_default, poisson=req.poisson, cache_key=req.cache_key,
-                    return_recon=req.return_recon, progress=progress)
+                    steps=req.steps, poisson=req.poisson, cache_key=req.cache_key,
+                    return_recon=req.return_recon, progress=progress, mode=mode, scale=scale,
+                    preview=(lambda r: job.preview(*self._reply(req, r, swap).to_wire())) if want_preview else None)
             except EditError as exc:
                 raise EngineError(BAD_INPUT, str(exc)) from None
+        return self._reply(req, res, swap)
+
+    def _reply(self, req: EditRequest, res: EditResult, swap: SwapSpec | None) -> EditReply:
+        """The result (or preview) of an edit.  ``resampled`` says whether the crop was resampled to the render
+        size and back (fixed-size models, or crops above the engine's largest side); ``loss`` is null in fast mode
+        (no calibration, nothing measured)."""
         reply = EditReply(image=res.image, recon=res.recon, source_class=self.names[res.source_class],
-                          source_class_id=res.source_class, loss=round(res.loss, 5))
+                          source_class_id=res.source_class,
+                          loss=round(res.loss, 5) if res.loss == res.loss else None, mode=res.mode,
+                          scale=res.scale, crop_size=res.crop_size, render_size=res.render_size,
+                          resampled=res.resampled, preview=res.preview,
+                          seconds={k: round(v, 3) for k, v in res.timings.items()})
         if req.op == "project":  # the names bridge/PROTOCOL.md gives the projected class
             reply.class_id, reply.class_name = res.source_class, self.names[res.source_class]
         if swap is not None:

@@ -95,7 +95,7 @@ class Job:
     PROGRESS_MIN_INTERVAL = 0.05  # seconds between progress messages (first/last/stage changes always sent)
 
     def __init__(self, identity: bytes, request_id: str, op: str, params: dict[str, Any],
-                 arrays: dict[str, Array], send: Callable[[Job, str, dict[str, Any]], None] | None):
+                 arrays: dict[str, Array], send: Callable[..., None] | None):
         self.identity = identity
         self.id = request_id
         self.op = op
@@ -141,6 +141,13 @@ class Job:
             self._last_sent = now
             self._send(self, "progress", {"stage": self.stage, "step": self.step,
                                           "total": self.total, "loss": self.loss})
+
+    def preview(self, params: dict[str, Any], arrays: dict[str, Any]) -> None:
+        """Send an intermediate ``preview`` reply (e.g. the fast result before the calibrated one); raises
+        JobCancelled if a cancel was requested."""
+        self.check_cancelled()
+        if self._send is not None:
+            self._send(self, "preview", params, arrays)
 
     def describe(self, identity: bytes | None = None) -> dict[str, Any]:
         info: dict[str, Any] = {"op": self.op}

@@ -324,3 +324,34 @@ def test_project_with_a_mask_pastes_inside_it(client):
     rec = np.frombuffer(reply.arrays["recon"].data, np.uint8).reshape(img.shape)
     assert np.array_equal(rec[m == 0], img[m == 0])
     assert not np.array_equal(rec[m > 0], img[m > 0])
+
+
+def test_swap_sends_the_fast_preview_then_the_calibrated_result(client, photo, mask):
+    """issue 17: with "preview": true the engine sends the fast (encoder-only) result first, then the calibrated
+    one; both say how they were made and that the crop was rendered at its own size (the default model)."""
+    previews = []
+    reply = client.call("swap", swap_params(preview=True, layer_strengths=[1, 1, 0.5], scale=1),
+                        {"image": photo, "mask": mask}, on_preview=previews.append)
+    assert len(previews) == 1
+    pv = previews[0].params
+    assert pv["preview"] is True and pv["mode"] == "fast" and pv["loss"] is None
+    check_edited(np.frombuffer(previews[0].arrays["image"].data, np.uint8).reshape(photo.shape), photo, mask)
+    p = reply.params
+    assert p["preview"] is False and p["mode"] == "calibrated" and np.isfinite(p["loss"])
+    assert p["resampled"] is False and p["crop_size"] == p["render_size"] > 0
+    assert set(p["seconds"]) >= {"projection", "render", "compose"}
+    check_edited(np.frombuffer(reply.arrays["image"].data, np.uint8).reshape(photo.shape), photo, mask)
+
+
+@pytest.mark.parametrize("params, code, message", [
+    # the ranges of bridge/requests.py: refused by the server's check before the job is queued
+    ({"mode": "quick"}, "bad_request", "parameter 'mode' must be fast or calibrated"),
+    ({"scale": 0.1}, "bad_request", "parameter 'scale' must be a number between 0.25 and 4"),
+    ({"scale": "2"}, "bad_request", "parameter 'scale' must be a number"),
+    ({"layer_strengths": [1, 2, 1]}, "bad_request", "'layer_strengths' must be a list of at most 64 numbers between 0 and 1"),
+    # what only the model knows: the engine's check
+    ({"layer_strengths": [1, 1]}, "bad_input", "this model has 3 sCBN layers, got 2 values"),
+])
+def test_bad_mode_scale_layer_strengths(client, photo, mask, params, code, message):
+    err = error_of(client, "swap", swap_params(**params), {"image": photo, "mask": mask})
+    assert err.code == code and message in err.message and "\n" not in err.message

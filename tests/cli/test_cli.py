@@ -115,3 +115,36 @@ def test_mask_of_other_size_is_resized_with_warning(tmp_path, capsys):
     o = tmp_path / "o.png"
     code, _, err = run(capsys, "swap", "--class", "grass", "--seed", "1", "--mask", m, "--to", "snow", "-o", o)
     assert code == 0 and "resized to 64x64" in err and Image.open(o).size == (64, 64)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--scale", "9"], "bad scale '9': use a number in [0.25, 4]"),
+    (["--scale", "big"], "bad scale 'big'"),
+    (["--mode", "quick"], "bad mode 'quick': use fast or calibrated"),
+    (["--layer-strengths", "1,x,1"], "bad layer strengths '1,x,1'"),
+    (["--layer-strengths", "1,2,1"], "each must be in [0, 1], got 2"),
+    (["--layer-strengths", "1,1", "--mode", "fast"], "this model has 3 sCBN layers, got 2 values"),
+])
+def test_bad_scale_mode_layer_strengths_fail_clearly_and_write_nothing(tmp_path, capsys, extra, message):
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(photo)
+    m = circle_png(tmp_path / "m.png")
+    o = tmp_path / "out.png"
+    code, _, err = run(capsys, "swap", "--input", photo, "--mask", m, "--to", "gravel", "--class", "grass", *extra,
+                       "-o", o)
+    assert code == 2
+    lines = [x for x in err.strip().splitlines() if x.startswith("neural-collage: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert not o.exists()
+
+
+def test_photo_swap_fast_mode_and_scale(tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)).save(photo)
+    m = circle_png(tmp_path / "m.png", size=96, r=30)
+    o = tmp_path / "out.png"
+    code, out, err = run(capsys, "swap", "--input", photo, "--mask", m, "--to", "gravel", "--class", "grass",
+                         "--mode", "fast", "--scale", "2", "--layer-strengths", "1,1,0.5", "-o", o)
+    assert code == 0, err
+    assert "fast" in out and "rendered at the crop's" in out and "not measured" in out
+    assert np.asarray(Image.open(o)).shape == (96, 96, 3)

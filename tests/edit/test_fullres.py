@@ -1,0 +1,255 @@
+"""Edits at the crop's own resolution (issue 17) on the shipped default model: the full-resolution path matches the
+old one where they should agree, renders generated pixels at the crop's size, texture scale, per-layer strengths,
+tiles without seams, fast / calibrated modes with a preview, and one-line refusals of bad values."""
+import numpy as np
+import pytest
+import torch
+
+from engine.blend.feature import Reference
+from engine.cli.files import ellipse_mask
+from engine.collage.label import label_swap
+from engine.edit.crops import Crop, from_unit_float, region_from_mask
+from engine.edit.pipeline import BlendSpec, EditError, EditResult, PhotoEditor, SwapSpec, from_model_output, \
+    to_model_input
+from engine.edit.render import EditOp, grid_of, render, scale_latent
+from engine.project.projector import Projector
+from engine.sites.scbn import Region
+
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
+
+
+@pytest.fixture(scope="module")
+def bundle(default_bundle):
+    return default_bundle
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A real texture photo (the shipped pebbles), mirrored around itself to 1100 x 1100 px (real pixels at their
+    own scale)."""
+    from engine.cli.demo import DEMO_DIR
+    from engine.cli.files import read_photo
+
+    p = read_photo(str(DEMO_DIR / "pebbles.jpg"))
+    row = np.concatenate([p, p[:, ::-1]] * 3, axis=1)
+    big = np.concatenate([row, row[::-1]] * 3, axis=0)
+    return np.ascontiguousarray(big[:1100, :1100])
+
+
+def test_full_resolution_128px_crop_equals_the_old_pipeline(bundle, photo):
+    """A region whose crop is 128 px: the old pipeline worked at 128 px too (no resampling), with the same
+    projection; the new one must give the same bytes."""
+    ed = PhotoEditor(bundle)
+    img = photo[:300, :300]
+    mask = np.zeros(img.shape[:2], np.float32)
+    mask[100:185, 100:185] = 1.0  # 85 px -> crop side 85 * 1.5 = 128
+    res = ed.edit(img, mask, swap=SwapSpec(7), source_class=1, steps=3)
+    assert res.crop_size == res.render_size == 128
+    # the old pipeline, step by step: crop at work size 128, Projector.project, label_swap, compose
+    crop = Crop.around((100, 100, 85, 85), img.shape, margin=0.25, min_size=16, dtype=img.dtype)
+    assert crop.side == 128
+    x = to_model_input(crop.extract(img, 128), "cpu")
+    proj = Projector(bundle).project(x, class_id=1, steps=3)
+    m = torch.from_numpy(crop.mask_to_crop(mask, 128))
+    out = label_swap(bundle.generator, proj.z, 1, [Region(7, m, 1.0)])
+    old = PhotoEditor.compose(img, crop, from_model_output(out, 3), mask, True)
+    assert res.loss == pytest.approx(proj.loss, abs=1e-6)
+    assert np.array_equal(res.image, old)
+
+
+def test_1000px_crop_is_rendered_at_1000px(bundle, photo):
+    """The generated pixels are the generator's output at the crop's size, pasted without any resampling."""
+    ed = PhotoEditor(bundle)
+    mask = np.zeros(photo.shape[:2], np.float32)
+    y0 = x0 = 50
+    mask[y0 + 200:y0 + 800, x0 + 200:x0 + 800] = 1.0
+    region = (x0 + 167, y0 + 167, 666, 666)  # crop side 666 * 1.5 = 999 -> 1000, a whole number of latent cells
+    res = ed.edit(photo, mask, region=region, swap=SwapSpec(2), source_class=1,
+                  mode="fast", poisson=False, cache_key="k")
+    assert res.crop_size == 1000 and res.render_size == 1000 and not res.resampled
+    crop = Crop.around(region, photo.shape, margin=0.25, min_size=16, multiple=8, dtype=photo.dtype)
+    assert (crop.side, crop.x0, crop.y0) == (1000, 50, 50)
+    proj = ed.cache.get("k|fast|0|1000")
+    assert tuple(proj.z.shape[-2:]) == (125, 125)  # one latent cell per 8 px of the 1000 px crop
+    m = torch.from_numpy(crop.mask_to_crop(mask, 1000))
+    direct = render(bundle.generator, proj.z, EditOp(1, [Region(2, m, 1.0)]), tile=ed.tile)
+    assert tuple(direct.shape[-2:]) == (1000, 1000)
+    pix = from_unit_float(from_model_output(direct, 3), np.uint8)
+    ys, xs = np.nonzero(mask == 1)
+    assert np.array_equal(res.image[ys, xs], pix[ys - crop.y0, xs - crop.x0])
+    assert np.array_equal(res.image[mask == 0], photo[mask == 0])
+
+
+def centroid_wavelength(x: torch.Tensor) -> float:
+    """1 / the power-weighted mean radial frequency of the luma (Hann window, mean removed): the texture's
+    dominant wavelength in pixels."""
+    a = ((x[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy() @ np.array([0.299, 0.587, 0.114])
+    a = a - a.mean()
+    n = a.shape[0]
+    w = np.hanning(n)
+    p = np.abs(np.fft.fft2(a * w[:, None] * w[None, :])) ** 2
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij"))
+    sel = (f > 1.5 / n) & (f <= 0.5)
+    return float(1.0 / ((p[sel] * f[sel]).sum() / p[sel].sum()))
+
+
+def test_scale_2_doubles_the_texture_wavelength(bundle):
+    """Texture scale 2 (the latent of a half-size crop, each cell repeated 2 x 2) against scale 1 (a latent of
+    the full size), rendered at 256 px: the mean dominant wavelength over 4 classes x 2 seeds doubles (+-25 %),
+    and the scaled texture keeps generated detail (not a resampled image: > 0.25 of the Laplacian energy of
+    scale 1; resampling a half-size render keeps ~0.1)."""
+    G = bundle.generator
+    names = bundle.class_names
+    w1, w2, lap = [], [], []
+    for cls in ("gravel", "brick", "sand", "concrete"):
+        for seed in (0, 1):
+            g = torch.Generator().manual_seed(seed)
+            z1 = torch.randn(1, 16, 32, 32, generator=g)
+            z2 = torch.randn(1, 16, 16, 16, generator=g)
+            c = names.index(cls)
+            a = render(G, z1, EditOp(c))
+            b = render(G, scale_latent(z2, (32, 32)), EditOp(c))
+            assert tuple(b.shape[-2:]) == (256, 256)
+            w1.append(centroid_wavelength(a))
+            w2.append(centroid_wavelength(b))
+            lap.append(float(lap_var(b) / lap_var(a)))
+    ratio = np.mean(w2) / np.mean(w1)
+    assert 1.5 <= ratio <= 2.5, ratio
+    assert np.mean(lap) > 0.25
+
+
+def lap_var(x: torch.Tensor) -> float:
+    import cv2
+
+    a = (((x[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy() @ np.array([0.299, 0.587, 0.114])).astype(np.float32)
+    return float(cv2.Laplacian(a, cv2.CV_32F, ksize=1)[4:-4, 4:-4].var())
+
+
+def test_scale_in_the_pipeline_encodes_a_shrunk_crop(bundle, photo):
+    ed = PhotoEditor(bundle)
+    mask = ellipse_mask(400, 400, 200, 200, 120, 100)
+    res = ed.edit(photo[:400, :400], mask, swap=SwapSpec(2), source_class=1, mode="fast", scale=2, cache_key="s")
+    side = Crop.around(region_from_mask(mask), mask.shape, multiple=8).side
+    assert res.crop_size == res.render_size == side
+    work = int(round(side / 2 / 8)) * 8  # the crop shrunk by the scale, in whole latent cells
+    z = ed.cache.get(f"s|fast|0|{work}").z
+    assert tuple(z.shape[-2:]) == (work // 8, work // 8)
+
+
+def test_layer_strengths_all_ones_and_all_zeros(bundle, photo):
+    ed = PhotoEditor(bundle)
+    img = photo[:320, :320]
+    mask = ellipse_mask(320, 320, 160, 160, 90, 70, feather=4)
+    kw = dict(source_class=1, mode="fast")
+    plain = ed.edit(img, mask, swap=SwapSpec(7), **kw).image
+    ones = ed.edit(img, mask, swap=SwapSpec(7, layer_strengths=[1, 1, 1]), **kw).image
+    zeros = ed.edit(img, mask, swap=SwapSpec(7, layer_strengths=[0, 0, 0]), **kw).image
+    unedited = ed.edit(img, mask, **kw).image  # the projection rendered, composed the same way
+    assert np.array_equal(ones, plain)
+    assert np.array_equal(zeros, unedited)
+    assert not np.array_equal(plain, unedited)
+    half = ed.edit(img, mask, swap=SwapSpec(7, layer_strengths=[1, 0.5, 0]), **kw).image
+    assert not np.array_equal(half, plain) and not np.array_equal(half, unedited)
+    ref = img[::-1].copy()
+    bplain = ed.edit(img, mask, blend=BlendSpec(shift=(16, 0)), reference=ref, reference_class=2, **kw).image
+    bones = ed.edit(img, mask, blend=BlendSpec(shift=(16, 0), layer_strengths=[1] * 4), reference=ref,
+                    reference_class=2, **kw).image
+    bzeros = ed.edit(img, mask, blend=BlendSpec(shift=(16, 0), layer_strengths=[0] * 4), reference=ref,
+                     reference_class=2, **kw).image
+    assert np.array_equal(bones, bplain)
+    assert np.array_equal(bzeros, unedited)
+
+
+@pytest.mark.parametrize("kind", ["plain", "swap", "blend"])
+def test_tiles_meet_without_seams(bundle, kind):
+    G = bundle.generator
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(1, 16, 48, 48, generator=g)
+    m = torch.from_numpy(ellipse_mask(384, 384, 190, 200, 150, 110, feather=6))
+    op = {"plain": EditOp(0), "swap": EditOp(0, [Region(7, m, 1.0)], layer_strengths=[1, 0.5, 1]),
+          "blend": EditOp(0, references=[Reference(torch.randn(1, 16, 48, 48, generator=g), 2, m, (21, -10))])}[kind]
+    whole = render(G, z, op)
+    tiled = render(G, z, op, tile=128)
+    diff = (whole - tiled).abs() / 2 * 255  # 8-bit levels
+    borders = [127, 128, 255, 256]
+    assert float(diff[..., borders, :].max()) <= 2 and float(diff[..., :, borders].max()) <= 2
+    assert float(diff.max()) <= 2
+
+
+def test_tiled_calibration_and_render_in_the_pipeline(bundle, photo):
+    """Tiles in the pipeline too (small tiles to make them happen): same sizes, photo untouched outside."""
+    ed = PhotoEditor(bundle, tile=128, calibration_tile=128)
+    img = photo[:300, :300]
+    mask = ellipse_mask(300, 300, 150, 150, 90, 90)
+    res = ed.edit(img, mask, swap=SwapSpec(7), source_class=1, steps=1)
+    side = Crop.around(region_from_mask(mask), mask.shape, multiple=8).side
+    assert side > 256 and res.crop_size == res.render_size == side and np.isfinite(res.loss)
+    assert np.array_equal(res.image[mask == 0], img[mask == 0])
+
+
+def test_fast_and_calibrated_with_a_preview(bundle, photo):
+    ed = PhotoEditor(bundle)
+    img = photo[:256, :256]
+    mask = ellipse_mask(256, 256, 128, 128, 60, 50)
+    fast = ed.edit(img, mask, swap=SwapSpec(7), source_class=1, mode="fast")
+    assert fast.mode == "fast" and np.isnan(fast.loss)
+    previews = []
+    cal = ed.edit(img, mask, swap=SwapSpec(7), source_class=1, steps=2, preview=previews.append)
+    assert len(previews) == 1 and previews[0].preview and previews[0].mode == "fast"
+    assert np.array_equal(previews[0].image, fast.image)  # the preview is the fast result
+    assert not cal.preview and cal.mode == "calibrated" and np.isfinite(cal.loss)
+    assert not np.array_equal(cal.image, fast.image)
+    assert np.array_equal(cal.image[mask == 0], img[mask == 0])
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"scale": 0}, "scale must be a number in [0.25, 4]"),
+    ({"scale": 9}, "scale must be a number in [0.25, 4]"),
+    ({"scale": float("nan")}, "scale must be a number"),
+    ({"mode": "quick"}, "unknown mode 'quick'"),
+    ({"swap": SwapSpec(7, layer_strengths=[1, 1])}, "this model has 3 sCBN layers, got 2 values"),
+    ({"swap": SwapSpec(7, layer_strengths=[1, 2, 1])}, "layer strengths must be in [0, 1]"),
+    ({"blend": BlendSpec(layer_strengths=[1, 1, 1])}, "this model has 4 blend sites, got 3 values"),
+])
+def test_bad_scale_mode_layer_strengths_are_refused(bundle, photo, kw, message):
+    img = photo[:128, :128].copy()
+    before = img.copy()
+    mask = ellipse_mask(128, 128, 64, 64, 30, 30)
+    args = {"swap": SwapSpec(7), **kw}
+    if "blend" in kw:
+        args = {"blend": kw["blend"], "reference": img}
+    elif "swap" not in kw:
+        args.update(kw)
+    with pytest.raises(EditError) as e:
+        PhotoEditor(bundle).edit(img, mask, source_class=1, **args)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert np.array_equal(img, before)
+
+
+def test_fixed_size_models_work_as_before_and_say_the_crop_was_resampled():
+    """A vector-latent (fixed-size) generator, tiny and random: the crop goes to its 32 px and back, the result
+    says so, and a texture scale is refused with one line."""
+    from engine.generator import ModelBundle
+    from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator
+
+    torch.manual_seed(0)
+    cfg = SNGANConfig(ch=4, dim_z=8, bottom_width=4, n_classes=3, resolution=32, gen_mults=(2, 2, 1, 1),
+                      dis_mults=(1, 2, 2), latent="vector")
+    b = ModelBundle(name="tiny-fixed", generator=ResNetGenerator(cfg).eval(),
+                    discriminator=SNResNetProjectionDiscriminator(cfg).eval()).to("cpu")
+    ed = PhotoEditor(b)
+    assert not ed.full_resolution and ed.default_steps() == 200
+    img = (np.random.default_rng(0).random((120, 120, 3)) * 255).astype(np.uint8)
+    mask = ellipse_mask(120, 120, 60, 60, 30, 24)
+    res = ed.edit(img, mask, swap=SwapSpec(1), source_class=0, steps=1)
+    assert res.render_size == 32 and res.crop_size > 32 and res.resampled
+    assert np.array_equal(res.image[mask == 0], img[mask == 0])
+    with pytest.raises(EditError, match="texture scale needs a fully convolutional model"):
+        ed.edit(img, mask, swap=SwapSpec(1), source_class=0, steps=1, scale=2)
+    assert not EditResult(np.zeros((4, 4, 3), np.uint8), None, 0, 0.1, crop_size=256, render_size=256).resampled
+
+
+def test_grid_and_latent_scaling(bundle):
+    assert grid_of(bundle.generator) == 8
+    z = torch.arange(4.0).reshape(1, 1, 2, 2)
+    assert scale_latent(z, (4, 4))[0, 0].tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
