@@ -6,4 +6,4 @@ from engine.edit import pipeline
 
 def test_modes_and_scale_range_match_the_wire_definition():
     assert tuple(pipeline.MODES) == tuple(requests.MODES)
-    assert pipeline.SCALE_RANGE == (requests.SCALE.lo, requests.SCALE.hi)
+    assert (requests.SCALE.lo, requests.SCALE.hi) == pipeline.SCALE_RANGE
