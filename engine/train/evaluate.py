@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.collage import Reference, feature_blend, label_swap
-from engine.scbn import Region
+from engine.blend.feature import Reference, feature_blend
+from engine.collage.label import label_swap
+from engine.sites.scbn import Region
 
 
 @torch.no_grad()
@@ -70,8 +71,8 @@ def gallery(bundle, path: str, data_root: str = ".cache/textures", seed: int = 0
     """Rows: samples per class; label swaps (circle -> each of 4 classes); feature blends; projections."""
     from PIL import Image, ImageDraw
 
-    from engine.demo import ellipse_mask
-    from engine.projection import Projector
+    from engine.cli.files import ellipse_mask
+    from engine.project.projector import Projector
 
     G = bundle.generator
     K = G.num_classes
