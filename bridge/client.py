@@ -25,16 +25,26 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
+from .errors import (
+    E_TOO_LARGE,
+    L_CONNECTION_LOST,
+    L_HANDSHAKE,
+    L_KEY_REFUSED,
+    L_SILENT,
+    BridgeError,
+    Cancelled,
+    EngineError,
+    EngineTimeout,
+    EngineUnavailable,
+    ProtocolError,
+    error_from_reply,
+)
 from .protocol import (
     DEFAULT_ADDRESS,
-    E_CANCELLED,
-    E_TOO_LARGE,
     HEARTBEAT_TIMEOUT,
     PROTOCOL_VERSION,
     Array,
-    BridgeError,
     Limits,
-    ProtocolError,
     decode_message,
     encode_message,
     frames_size,
@@ -60,28 +70,10 @@ CLIENT_LIMITS = Limits(max_header_bytes=16 * 1024 * 1024, max_message_bytes=1 <<
                        max_elements=1 << 32, max_arrays=256)
 
 
-class EngineError(BridgeError):
-    """The engine answered with an ``error`` reply."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class Cancelled(EngineError):
-    """The request was cancelled (by ``on_progress`` returning False, or another cancel)."""
-
-    def __init__(self, message: str = "cancelled"):
-        super().__init__(E_CANCELLED, message)
-
-
-class EngineUnavailable(BridgeError):
-    """Nothing answers at the address, or the connection to the engine was lost."""
-
-
-class EngineTimeout(BridgeError):
-    """The engine accepted the connection but did not answer (or went silent) in time."""
+__all__ = [  # the errors live in bridge/errors.py; importing them from here keeps working
+    "BridgeError", "Cancelled", "EngineClient", "EngineError", "EngineTimeout", "EngineUnavailable", "ProtocolError",
+    "Reply", "ensure_engine",
+]
 
 
 class Reply:
@@ -160,7 +152,7 @@ class _ZmtpTransport:
             except ZmtpError as exc:
                 self.sock = None
                 raise EngineUnavailable("something answers at %s but the ZeroMQ handshake failed: %s"
-                                        % (self.address, exc)) from None
+                                        % (self.address, exc), L_HANDSHAKE) from None
             except OSError as exc:
                 self.sock = None
                 raise EngineUnavailable(_unavailable_text(self.address, exc)) from None
@@ -241,11 +233,11 @@ class _PyZmqTransport:
                 raise EngineUnavailable(
                     f"the engine at {self.address} refused this client's CURVE key: its operator must add your "
                     "public key file (from `neural-collage keys --name <you>`) to the engine's --curve-clients "
-                    "folder") from None
+                    "folder", L_KEY_REFUSED) from None
             if failure is not None:
                 raise EngineUnavailable(
                     f"the encrypted handshake with the engine at {self.address} failed: check that the engine "
-                    "public key given to this client is the one the engine serves with") from None
+                    "public key given to this client is the one the engine serves with", L_HANDSHAKE) from None
             raise EngineUnavailable(_unavailable_text(self.address, None))
 
     def send(self, frames: Sequence[Any], timeout: float) -> None:
@@ -258,7 +250,8 @@ class _PyZmqTransport:
             self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             self.close()
-            raise EngineUnavailable(f"lost the connection to the engine at {self.address}") from None
+            raise EngineUnavailable(f"lost the connection to the engine at {self.address}",
+                                    L_CONNECTION_LOST) from None
 
     def recv(self, timeout: float) -> list[Any] | None:
         assert self.sock is not None
@@ -362,9 +355,12 @@ class EngineClient:
         try:
             self._transport.send(frames, timeout)
             return self._wait(op, rid, timeout, on_progress, on_queued)
+        except ProtocolError:  # (an EngineError too) a reply this side cannot read
+            self._transport.close()  # never reuse a connection in an unknown state
+            raise
         except EngineError:
             raise
-        except (EngineUnavailable, EngineTimeout, ProtocolError):
+        except (EngineUnavailable, EngineTimeout):
             self._transport.close()  # never reuse a connection in an unknown state
             raise
         except (ZmtpError, OSError) as exc:
@@ -372,7 +368,7 @@ class EngineClient:
             raise EngineUnavailable(
                 "lost the connection to the engine at %s during %r (%s): it probably crashed or was "
                 "stopped, or dropped a request over its size limit; see the engine log"
-                % (self.address, op, exc)) from None
+                % (self.address, op, exc), L_CONNECTION_LOST) from None
         except BaseException:
             # e.g. KeyboardInterrupt or an exception from a callback: abandon the request
             self._try_cancel(rid)
@@ -427,7 +423,7 @@ class EngineClient:
                     raise EngineTimeout(
                         "the engine at %s went silent for %.1f s while running %r (no heartbeat): it "
                         "probably crashed or hung; see the engine log and restart it"
-                        % (self.address, self.heartbeat_timeout, op))
+                        % (self.address, self.heartbeat_timeout, op), L_SILENT)
             frames = self._transport.recv(remaining)
             if frames is None:
                 continue
@@ -444,11 +440,7 @@ class EngineClient:
                     raise Cancelled("cancelled (the engine had already finished)")
                 return Reply(header, arrays, op)
             if kind == "error":
-                code = str(p.get("code", "engine_error"))
-                message = str(p.get("message", ""))
-                if code == E_CANCELLED:
-                    raise Cancelled(message or "cancelled")
-                raise EngineError(code, message)
+                raise error_from_reply(p, rid)
             if kind == "progress":
                 if on_progress is not None and cancel_id is None:
                     keep = on_progress(p.get("stage"), p.get("step"), p.get("total"), p.get("loss"))

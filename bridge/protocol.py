@@ -1,4 +1,8 @@
-"""Neural Collage bridge protocol, version 1 (see bridge/PROTOCOL.md).
+"""Neural Collage bridge protocol, version 1: framing (see bridge/PROTOCOL.md).
+
+What a message looks like on the wire: the header, the array frames, the size limits, the dtypes.
+What each operation's params mean and which values they take: bridge/requests.py. Errors and their
+codes: bridge/errors.py.
 
 Standard library only: this module runs inside GIMP's bundled Python (3.9+),
 where numpy may be missing.  numpy arrays are still accepted by
@@ -18,6 +22,22 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .errors import (  # noqa: F401 - re-exported: the codes and errors every user of the framing needs
+    E_BAD_INPUT,
+    E_BAD_REQUEST,
+    E_BAD_VERSION,
+    E_BUSY,
+    E_CANCELLED,
+    E_ENGINE_ERROR,
+    E_LOADING,
+    E_MODEL_MISSING,
+    E_TOO_LARGE,
+    E_UNKNOWN_OP,
+    ERROR_CODES,
+    BridgeError,
+    ProtocolError,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -43,65 +63,26 @@ HEARTBEAT_INTERVAL = 1.0
 #: Default silence after which a client considers the engine dead.
 HEARTBEAT_TIMEOUT = 10.0
 
-#: dtype name -> item size in bytes.  All multi-byte types are little-endian.
-DTYPES = {
-    "uint8": 1,
-    "uint16": 2,
-    "float32": 4,
-    "int64": 8,
-    "float64": 8,
+#: The one dtype table: protocol name -> (item size in bytes, numpy's ``dtype.str``, memoryview format
+#: character in native byte order).  All multi-byte types are little-endian on the wire.
+DTYPE_TABLE = {
+    "uint8": (1, "|u1", "B"),
+    "uint16": (2, "<u2", "H"),
+    "float32": (4, "<f4", "f"),
+    "int64": (8, "<i8", "q"),
+    "float64": (8, "<f8", "d"),
 }
-# numpy's dtype.str spelling of the same types ("|" = no byte order, "<" = little-endian)
-_NUMPY_STR = {
-    "|u1": "uint8",
-    "<u2": "uint16",
-    "<f4": "float32",
-    "<i8": "int64",
-    "<f8": "float64",
-}
-# memoryview format characters (native byte order) for the same types
-_FORMAT_CHARS = {"B": "uint8", "H": "uint16", "f": "float32", "q": "int64", "d": "float64"}
+#: dtype name -> item size in bytes
+DTYPES = {name: spec[0] for name, spec in DTYPE_TABLE.items()}
+#: dtype name -> numpy dtype string (``numpy.dtype(NUMPY_DTYPES[name])``)
+NUMPY_DTYPES = {name: spec[1] for name, spec in DTYPE_TABLE.items()}
+_NUMPY_STR = {spec[1]: name for name, spec in DTYPE_TABLE.items()}
+_FORMAT_CHARS = {spec[2]: name for name, spec in DTYPE_TABLE.items()}
 
 # ---------------------------------------------------------------------------
-# Operations, reply types and error codes
+# Reply types (the operations and their params: bridge/requests.py; errors: bridge/errors.py)
 # ---------------------------------------------------------------------------
-IMMEDIATE_OPS = ("hello", "classes", "status", "cancel")
-IMAGE_OPS = ("project", "swap", "blend", "edit")
-OPS = IMMEDIATE_OPS + IMAGE_OPS
-
 REPLY_TYPES = ("result", "error", "progress", "queued", "heartbeat")
-
-E_BAD_REQUEST = "bad_request"      # malformed header, params or frames
-E_BAD_VERSION = "bad_version"      # header "v" is not PROTOCOL_VERSION
-E_TOO_LARGE = "too_large"          # a size limit was exceeded
-E_UNKNOWN_OP = "unknown_op"        # "op" is not one of OPS
-E_BUSY = "busy"                    # job queue full
-E_LOADING = "loading"              # engine still loading its model (classes only)
-E_CANCELLED = "cancelled"          # request was cancelled
-E_ENGINE_ERROR = "engine_error"    # unexpected failure inside the engine
-E_MODEL_MISSING = "model_missing"  # requested model (weights) not installed
-E_BAD_INPUT = "bad_input"          # well-formed but unusable input (engine-side check)
-ERROR_CODES = (
-    E_BAD_REQUEST, E_BAD_VERSION, E_TOO_LARGE, E_UNKNOWN_OP, E_BUSY, E_LOADING,
-    E_CANCELLED, E_ENGINE_ERROR, E_MODEL_MISSING, E_BAD_INPUT,
-)
-
-LAYER_CHOICES = ("all", "first", "rest")
-
-
-class BridgeError(Exception):
-    """Base class of every error raised by the bridge package."""
-
-
-class ProtocolError(BridgeError):
-    """A message violates the protocol.  ``code`` is one of ERROR_CODES."""
-
-    def __init__(self, code: str, message: str, request_id: str | None = None):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        #: id of the offending request when it could be read (so an error reply can carry it)
-        self.request_id = request_id
 
 
 class Limits:
@@ -142,11 +123,6 @@ DEFAULT_LIMITS = Limits()
 # ---------------------------------------------------------------------------
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
 
 
 def _byte_view(data: Any) -> memoryview:
@@ -461,188 +437,3 @@ def decode_message(frames: Sequence[Any], limits: Limits | None = None
 
 def frames_size(frames: Sequence[Any]) -> int:
     return sum(memoryview(f).nbytes for f in frames)
-
-
-# ---------------------------------------------------------------------------
-# Parameter validation of the operations (types and presence only: the
-# engine checks semantics and answers bad_input)
-# ---------------------------------------------------------------------------
-class _Checker:
-    def __init__(self, op: str):
-        self.op = op
-
-    def fail(self, message: str) -> None:
-        raise ProtocolError(E_BAD_REQUEST, f"{self.op}: {message}")
-
-    def get(self, params: Mapping[str, Any], key: str, kind: str, required: bool = False,
-            where: str = "") -> Any:
-        label = where + key
-        if key not in params:
-            if required:
-                self.fail(f"parameter {label!r} is required")
-            return None
-        value = params[key]
-        ok = {
-            "str": lambda v: isinstance(v, str),
-            "str?": lambda v: v is None or isinstance(v, str),
-            "int": _is_int,
-            "int?": lambda v: v is None or _is_int(v),
-            "bool": lambda v: isinstance(v, bool),
-            "number": _is_number,
-            "unit": lambda v: _is_number(v) and 0.0 <= v <= 1.0,
-            "class": lambda v: isinstance(v, str) or _is_int(v),
-            "class?": lambda v: v is None or isinstance(v, str) or _is_int(v),
-            "dict?": lambda v: v is None or isinstance(v, dict),
-        }[kind](value)
-        if not ok:
-            expect = {
-                "str": "a string", "str?": "a string or null", "int": "an integer",
-                "int?": "an integer or null", "bool": "true or false", "number": "a finite number",
-                "unit": "a number between 0 and 1", "class": "a class name or id",
-                "class?": "a class name, id or null", "dict?": "an object or null",
-            }[kind]
-            self.fail(f"parameter {label!r} must be {expect}, got {json.dumps(value)[:60]}")
-        return value
-
-    def steps(self, params: Mapping[str, Any], where: str = "") -> None:
-        steps = self.get(params, "steps", "int?", where=where)
-        if steps is not None and not 0 <= steps <= 100000:
-            self.fail(f"parameter {where!r}steps must be between 0 and 100000")
-
-    def layers(self, params: Mapping[str, Any], required: bool, where: str = "") -> None:
-        if "layers" not in params:
-            if required:
-                self.fail("parameter %r is required" % (where + "layers"))
-            return
-        layers = params["layers"]
-        if layers in LAYER_CHOICES:
-            return
-        if (isinstance(layers, list) and len(layers) <= 64
-                and all(_is_int(v) and 0 <= v < 1024 for v in layers)):
-            return
-        self.fail("parameter %r must be \"all\", \"first\", \"rest\" or a list of layer indices"
-                  % (where + "layers"))
-
-    def image(self, arrays: Mapping[str, Array], name: str, required: bool = True) -> Array | None:
-        arr = arrays.get(name)
-        if arr is None:
-            if required:
-                self.fail(f"array {name!r} is required")
-            return None
-        if len(arr.shape) != 3 or not 1 <= arr.shape[2] <= 4 or arr.shape[0] < 1 or arr.shape[1] < 1:
-            self.fail(f"array {name!r} must have shape [H, W, C] with C in 1..4, got {list(arr.shape)!r}")
-        if arr.dtype not in ("uint8", "uint16", "float32"):
-            self.fail(f"array {name!r} must be uint8, uint16 or float32, got {arr.dtype}")
-        return arr
-
-    def mask(self, arrays: Mapping[str, Array], name: str, like: Array | None,
-             required: bool = True) -> None:
-        arr = arrays.get(name)
-        if arr is None:
-            if required:
-                self.fail(f"array {name!r} is required")
-            return
-        if len(arr.shape) != 2:
-            self.fail(f"mask {name!r} must have shape [H, W], got {list(arr.shape)!r}")
-        if arr.dtype not in ("uint8", "float32"):
-            self.fail(f"mask {name!r} must be uint8 or float32, got {arr.dtype}")
-        if like is not None and tuple(arr.shape) != tuple(like.shape[:2]):
-            self.fail("mask %r has shape %r but its image is %dx%d"
-                      % (name, list(arr.shape), like.shape[0], like.shape[1]))
-
-    def swap(self, params: Mapping[str, Any], arrays: Mapping[str, Array], image: Array | None,
-             used: set, where: str = "", nested: bool = False) -> None:
-        self.get(params, "target", "class", required=True, where=where)
-        self.get(params, "strength", "unit", required=True, where=where)
-        self.layers(params, required=True, where=where)
-        self.get(params, "source_class", "class?", where=where)
-        self.get(params, "poisson", "bool", required=not nested, where=where)
-        self.steps(params, where)
-        labels = params.get("labels")
-        if labels is None:
-            return
-        if not isinstance(labels, list) or len(labels) > 16:
-            self.fail("parameter %r must be a list of at most 16 objects" % (where + "labels"))
-        for i, label in enumerate(labels):
-            lw = "%slabels[%d]." % (where, i)
-            if not isinstance(label, dict):
-                self.fail(f"{lw[:-1]} must be an object")
-            self.get(label, "class", "class", required=True, where=lw)
-            self.get(label, "strength", "unit", required=True, where=lw)
-            mask = self.get(label, "mask", "str", required=True, where=lw)
-            self.mask(arrays, mask, image)
-            used.add(mask)
-
-    def blend(self, params: Mapping[str, Any], arrays: Mapping[str, Array], where: str = "",
-              nested: bool = False) -> None:
-        self.get(params, "strength", "unit", required=True, where=where)
-        self.layers(params, required=True, where=where)
-        shift = params.get("shift")
-        if not (isinstance(shift, list) and len(shift) == 2 and all(_is_int(v) for v in shift)
-                and all(abs(v) <= MAX_DIM for v in shift)):
-            self.fail("parameter %r must be [dx, dy] integers" % (where + "shift"))
-        self.get(params, "poisson", "bool", required=not nested, where=where)
-        self.get(params, "source_class", "class?", where=where)
-        self.get(params, "reference_class", "class?", where=where)
-        self.steps(params, where)
-        ref = self.image(arrays, "reference")
-        self.mask(arrays, "reference_mask", ref, required=False)
-
-
-def validate_request(op: str, params: Mapping[str, Any], arrays: Mapping[str, Array]) -> None:
-    """Check presence and types of an operation's params and arrays.
-
-    Raises ProtocolError(E_UNKNOWN_OP / E_BAD_REQUEST).  Unknown params are
-    allowed (passed to the engine); unknown arrays are not.
-    """
-    if op not in OPS:
-        raise ProtocolError(E_UNKNOWN_OP, "unknown op {!r} (known: {})".format(op, ", ".join(OPS)))
-    c = _Checker(op)
-    used = set()
-    if op == "hello" or op == "status":
-        pass
-    elif op == "classes":
-        c.get(params, "model", "str?")
-        c.get(params, "search", "str?")
-    elif op == "cancel":
-        c.get(params, "id", "str", required=True)
-    else:
-        c.get(params, "model", "str?")
-        image = c.image(arrays, "image")
-        used.add("image")
-        if op == "project":
-            c.mask(arrays, "mask", image, required=False)  # optional: the reconstruction goes inside it
-            used.add("mask")
-            c.get(params, "class", "class?")
-            c.steps(params)
-            region = params.get("region")
-            if region is not None and not (
-                    isinstance(region, list) and len(region) == 4 and all(_is_int(v) for v in region)
-                    and region[2] > 0 and region[3] > 0):
-                c.fail("parameter 'region' must be [x, y, w, h] integers with w, h > 0")
-        elif op == "swap":
-            c.mask(arrays, "mask", image)
-            used.add("mask")
-            c.swap(params, arrays, image, used)
-        elif op == "blend":
-            c.mask(arrays, "mask", image)
-            used.update(("mask", "reference", "reference_mask"))
-            c.blend(params, arrays)
-        elif op == "edit":
-            c.mask(arrays, "mask", image)
-            used.add("mask")
-            c.get(params, "source_class", "class?")
-            c.steps(params)
-            c.get(params, "poisson", "bool", required=True)
-            c.get(params, "cache_key", "str?")
-            c.get(params, "return_recon", "bool")
-            swap = c.get(params, "swap", "dict?")
-            blend = c.get(params, "blend", "dict?")
-            if swap is not None:
-                c.swap(swap, arrays, image, used, where="swap.", nested=True)
-            if blend is not None:
-                used.update(("reference", "reference_mask"))
-                c.blend(blend, arrays, where="blend.", nested=True)
-    extra = sorted(set(arrays) - used)
-    if extra:
-        c.fail("unexpected array(s) {}".format(", ".join(repr(n) for n in extra)))

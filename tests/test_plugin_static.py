@@ -46,28 +46,78 @@ def test_no_heavy_imports(path):
             assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
 
 
+def _text(name):
+    return (PLUGIN / name).read_text(encoding="utf-8")
+
+
 def test_plugin_shape():
     """The things GIMP needs to list the plug-in: shebang, Gimp.main, the four procedure names, menu path."""
-    text = (PLUGIN / "neural_collage.py").read_text(encoding="utf-8")
+    text = _text("neural_collage.py")
     assert text.startswith("#!/usr/bin/env python3\n")
     assert "Gimp.main(NeuralCollage.__gtype__, sys.argv)" in text
+    procs = _text("nc_procedures.py")
     for name in ("python-fu-neural-collage-label-swap", "python-fu-neural-collage-feature-transplant",
                  "python-fu-neural-collage-project", "python-fu-neural-collage-settings"):
-        assert f'"{name}"' in text
-    assert '"<Image>/Filters/Neural Collage"' in text
-    # one undo group, context pushed and popped around the only change to the image
+        assert f'"{name}"' in procs
+    assert '"<Image>/Filters/Neural Collage"' in procs
+    # one undo group, context pushed and popped around the only change to the image, in the GIMP adapter
+    for name in sorted(p.name for p in PLUGIN.glob("*.py")):
+        if name != "nc_image.py":
+            assert "undo_group_start" not in _text(name) and "insert_layer" not in _text(name), name
+    text = _text("nc_image.py")
     assert text.count("image.undo_group_start()") == 1 and text.count("image.undo_group_end()") == 1
     assert text.count("Gimp.context_push()") == 1 and text.count("Gimp.context_pop()") == 1
-    fn = text[text.index("def insert_result"):text.index("def run_edit")]
+    fn = text[text.index("def insert_result"):]
     assert fn.index("undo_group_start") < fn.index("insert_layer") < fn.index("finally:") < fn.index(
         "undo_group_end")
     assert "image.remove_layer(new)" in fn
 
 
+def _functions(tree):
+    return {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+
+
+def test_one_run_function_per_procedure():
+    """Shaped like GIMP's own plug-ins: each procedure has its own run function; none branches on a kind."""
+    tree = ast.parse(_text("neural_collage.py"))
+    run = next(node for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "RUN")
+    targets = [v.id for v in run.value.values]
+    assert targets == ["run_label_swap", "run_feature_blend", "run_project", "run_settings"]
+    functions = _functions(tree)
+    for name in targets:
+        args = [a.arg for a in functions[name].args.args]
+        assert args == ["procedure", "run_mode", "image", "drawables", "config", "data"], name
+    for path in PLUGIN.glob("*.py"):
+        for fn in _functions(ast.parse(path.read_text(encoding="utf-8"))).values():
+            assert "kind" not in [a.arg for a in fn.args.args], f"{path.name}:{fn.name} takes a kind"
+
+
+def test_gimp_30_and_32_rules():
+    """GimpUi/Gtk only in the dialog module (imported in the interactive branch only); enums never read
+    through str(); libgimp results that report success are checked; no numbers parsed from str() of an enum."""
+    for path in PLUGIN.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "str" and node.args:
+                assert "Gimp." not in ast.unparse(node.args[0]), f"{path.name}: str() of {ast.unparse(node)}"
+        if path.name != "nc_dialog.py":
+            assert "GimpUi" not in text.replace("GimpUi/Gtk", "") or path.name == "neural_collage.py", path.name
+            assert 'require_version("Gtk"' not in text and "import Gtk" not in text, path.name
+        assert ".value_name" not in text and ".value_nick" not in text, f"{path.name} reads an enum's text"
+        for line in text.splitlines():
+            if "get_offsets()" in line or "Selection.bounds(" in line:
+                assert "_checked(" in line, f"{path.name}: unchecked libgimp result: {line.strip()}"
+    main = ast.parse(_text("neural_collage.py"))
+    top = [n for n in main.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not any("nc_dialog" in ast.unparse(n) or "GimpUi" in ast.unparse(n) for n in top)
+
+
 def test_plugin_imports_no_heavy_modules_at_runtime(tmp_path):
     """Import the helper modules in a fresh interpreter and check nothing heavy came along."""
     code = (f"import sys; sys.path.insert(0, {str(PLUGIN)!r}); sys.path.insert(0, {str(ROOT)!r}); "
-            "import nc_pixels, nc_settings; import bridge.protocol; "
+            "import nc_pixels, nc_settings, nc_engine; import bridge.protocol, bridge.requests, bridge.errors, "
+            "bridge.client; "
             f"bad = sorted(m for m in {sorted(FORBIDDEN)!r} if m in sys.modules); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -83,8 +133,11 @@ def test_installed_plugin_is_executable(tmp_path):
                    check=True, env=env, capture_output=True)
     main = prof / "plug-ins" / "neural_collage" / "neural_collage.py"
     assert main.stat().st_mode & stat.S_IXUSR
-    assert (prof / "plug-ins" / "neural_collage" / "bridge" / "client.py").is_file()
-    assert (prof / "plug-ins" / "neural_collage" / "nc_pixels.py").is_file()
+    for name in ("client.py", "protocol.py", "requests.py", "errors.py", "zmtp.py", "__init__.py"):
+        assert (prof / "plug-ins" / "neural_collage" / "bridge" / name).is_file(), name
+    for name in ("nc_pixels.py", "nc_settings.py", "nc_engine.py", "nc_image.py", "nc_requests.py", "nc_dialog.py",
+                 "nc_procedures.py"):
+        assert (prof / "plug-ins" / "neural_collage" / name).is_file(), name
 
 
 # ---- nc_pixels -----------------------------------------------------------------------------------------

@@ -35,28 +35,29 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from bridge.protocol import (
-    DEFAULT_ADDRESS,
-    DEFAULT_LIMITS,
+from bridge.errors import (
     E_BAD_REQUEST,
     E_BUSY,
     E_CANCELLED,
     E_ENGINE_ERROR,
     E_LOADING,
     E_TOO_LARGE,
+    EngineError,
+    ProtocolError,
+)
+from bridge.protocol import (
+    DEFAULT_ADDRESS,
+    DEFAULT_LIMITS,
     HEARTBEAT_INTERVAL,
-    IMAGE_OPS,
-    OPS,
     PROTOCOL_VERSION,
     Array,
     Limits,
     MiB,
-    ProtocolError,
     decode_header,
     decode_message,
     encode_message,
-    validate_request,
 )
+from bridge.requests import IMAGE_OPS, OPS, validate_request
 from engine.arrays import WIRE_DTYPES
 from engine.serve.security import (
     KEYS_HINT,
@@ -76,13 +77,9 @@ DEFAULT_MAX_QUEUE = 16
 _server_ids = itertools.count(1)
 
 
-class OpError(Exception):
-    """Raised by a handler for input it cannot use; becomes an ``error`` reply."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+#: What a handler raises for input it cannot use (``OpError(code, message)``); becomes an ``error`` reply with that
+#: code. It is the bridge's one error type with codes (bridge/errors.py), so the client raises it again as is.
+OpError = EngineError
 
 
 class JobCancelled(Exception):

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 
-# precision key -> (babl type suffix, bridge dtype, bytes per sample)
+# The plug-in's one sample-type table: precision key -> (babl type suffix, bridge dtype, bytes per sample)
 _TYPES = {
     "u8": ("u8", "uint8", 1),
     "u16": ("u16", "uint16", 2),
     "float": ("float", "float32", 4),
 }
+_BY_DTYPE = {dtype: (suffix, size) for suffix, dtype, size in _TYPES.values()}
+# channel count -> perceptual babl colour model
+_MODELS = {1: "Y'", 2: "Y'A", 3: "R'G'B'", 4: "R'G'B'A"}
 
 
 def precision_key(precision_name: str) -> str:
@@ -34,12 +37,11 @@ class PixelFormat:
         if key not in _TYPES:
             raise ValueError(f"unknown precision {key!r}")
         suffix, dtype, itemsize = _TYPES[key]
-        model = ("Y'A" if alpha else "Y'") if gray else ("R'G'B'A" if alpha else "R'G'B'")
         self.gray = gray
         self.alpha = alpha
         self.key = key
-        self.babl = f"{model} {suffix}"
         self.channels = (1 if gray else 3) + (1 if alpha else 0)
+        self.babl = f"{_MODELS[self.channels]} {suffix}"
         self.dtype = dtype
         self.itemsize = itemsize
 
@@ -51,15 +53,20 @@ class PixelFormat:
         return f"PixelFormat({self.babl!r})"
 
 
+def itemsize(dtype: str) -> int:
+    """Bytes per sample of an array dtype the plug-in reads or writes."""
+    if dtype not in _BY_DTYPE:
+        raise ValueError(f"unsupported array dtype {dtype!r}")
+    return _BY_DTYPE[dtype][1]
+
+
 def babl_for_array(dtype: str, channels: int) -> str:
     """The perceptual babl format of an array the engine sent back (1-4 channels)."""
-    suffix = {"uint8": "u8", "uint16": "u16", "float32": "float"}.get(dtype)
-    if suffix is None:
+    if dtype not in _BY_DTYPE:
         raise ValueError(f"unsupported array dtype {dtype!r}")
-    model = {1: "Y'", 2: "Y'A", 3: "R'G'B'", 4: "R'G'B'A"}.get(channels)
-    if model is None:
+    if channels not in _MODELS:
         raise ValueError(f"unsupported channel count {channels!r}")
-    return f"{model} {suffix}"
+    return f"{_MODELS[channels]} {_BY_DTYPE[dtype][0]}"
 
 
 # ---- boxes -------------------------------------------------------------------------------------------------
@@ -190,6 +197,24 @@ def mask_rects(mask: bytes, width: int, height: int) -> list:
             still_open[span] = i
         open_rects = still_open
     return rects
+
+
+def masked_chunks(data: bytes, mask: bytes, width: int, height: int, bpp: int) -> list:
+    """[((x, y, w, h), bytes)]: the pixels of ``data`` (row-major, ``bpp`` bytes each, ``width`` x ``height``)
+    under the non-zero pixels of the u8 ``mask``, one chunk per rectangle of :func:`mask_rects`."""
+    if len(data) != width * height * bpp:
+        raise ValueError(f"pixel data has {len(data)} bytes, expected {width * height * bpp}")
+    stride = width * bpp
+    out = []
+    for x, y, w, h in mask_rects(mask, width, height):
+        rows = [data[(y + r) * stride + x * bpp:(y + r) * stride + (x + w) * bpp] for r in range(h)]
+        out.append(((x, y, w, h), rows[0] if h == 1 else b"".join(rows)))
+    return out
+
+
+def alpha_of(gray_alpha: bytes) -> bytes:
+    """The alpha bytes of 'Y'A u8' pixels."""
+    return gray_alpha[1::2]
 
 
 def multiply_masks(a: bytes, b: bytes) -> bytes:

@@ -9,15 +9,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 
 import numpy as np
 
-from engine.serve.server import OpError
+from engine.serve.server import EngineServer, OpError
 
 CLASSES = [{"id": i, "name": name} for i, name in enumerate(
     ["goldfish", "great white shark", "tabby cat", "golden retriever", "volcano", "daisy"])]
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (nothing listens on it)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@contextlib.contextmanager
+def fake_server(heartbeat_interval: float):
+    """An in-process EngineServer with a FakeHandler on a free loopback port; ``server.fake`` is the handler."""
+    handler = FakeHandler()
+    srv = EngineServer(handler, bind="tcp://127.0.0.1:*", heartbeat_interval=heartbeat_interval)
+    srv.start()
+    srv.fake = handler
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def invert(image: np.ndarray) -> np.ndarray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -12,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from bridge_fakes import FakeHandler, invert
+from bridge_fakes import FakeHandler, fake_server, free_port, invert
 
 from bridge.client import (
     BridgeError,
@@ -34,12 +33,8 @@ TRANSPORTS = ["pyzmq", "zmtp"]
 
 @pytest.fixture(scope="module")
 def server():
-    handler = FakeHandler()
-    srv = EngineServer(handler, bind="tcp://127.0.0.1:*", heartbeat_interval=0.2)
-    srv.start()
-    srv.fake = handler
-    yield srv
-    srv.stop()
+    with fake_server(heartbeat_interval=0.2) as srv:
+        yield srv
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -51,14 +46,6 @@ def client(request, server):
 
 def as_np(arr: Array) -> np.ndarray:
     return np.frombuffer(arr.data, dtype=arr.dtype).reshape(arr.shape)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def image(dtype, h=33, w=47, c=4, seed=0):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from bridge_fakes import FakeHandler, invert
+from bridge_fakes import FakeHandler, fake_server, free_port, invert
 
 from bridge.client import EngineClient, EngineTimeout, EngineUnavailable
 from bridge.protocol import decode_message, encode_message
@@ -29,14 +28,6 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 FAKE_ENGINE = os.path.join(HERE, "bridge_fake_engine.py")
 IMG = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
 SWAP = {"target": "goldfish", "strength": 1.0, "layers": "all", "poisson": False}
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Raw:
@@ -73,12 +64,8 @@ class Raw:
 
 @pytest.fixture
 def server():
-    handler = FakeHandler()
-    srv = EngineServer(handler, bind="tcp://127.0.0.1:*", heartbeat_interval=0.1)
-    srv.start()
-    srv.fake = handler
-    yield srv
-    srv.stop()
+    with fake_server(heartbeat_interval=0.1) as srv:
+        yield srv
 
 
 # ---------------------------------------------------------------------------

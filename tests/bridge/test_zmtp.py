@@ -13,6 +13,7 @@ import zmq
 
 from bridge import zmtp
 from bridge.zmtp import ZmtpClosed, ZmtpError, ZmtpSocket
+from bridge_fakes import free_port
 
 
 @pytest.fixture
@@ -118,10 +119,7 @@ def test_peer_going_away_is_reported(router):
 
 
 def test_connection_refused():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     with pytest.raises(ConnectionRefusedError):
         connect(f"tcp://127.0.0.1:{port}")
 

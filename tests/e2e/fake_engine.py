@@ -32,10 +32,10 @@ import zmq
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from bridge import protocol as P
+from bridge import requests as R
 
 CLASSES = [{"id": 0, "name": "tabby"}, {"id": 1, "name": "tiger"}, {"id": 2, "name": "lion"},
            {"id": 3, "name": "brick wall"}, {"id": 4, "name": "grass"}]
-NP_DTYPES = {"uint8": "<u1", "uint16": "<u2", "float32": "<f4", "int64": "<i8", "float64": "<f8"}
 MAX_VALUE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
 
 
@@ -47,7 +47,7 @@ DTYPE_NAMES = {np.dtype("uint8"): "uint8", np.dtype("<u2"): "uint16", np.dtype("
 
 
 def to_np(arr: P.Array) -> np.ndarray:
-    return np.frombuffer(arr.data, dtype=NP_DTYPES[arr.dtype]).reshape(arr.shape)
+    return np.frombuffer(arr.data, dtype=P.NUMPY_DTYPES[arr.dtype]).reshape(arr.shape)
 
 
 def from_np(a: np.ndarray) -> P.Array:
@@ -208,7 +208,7 @@ def serve(bind: str, log_path: str | None) -> None:
         np_arrays = {name: to_np(a) for name, a in arrays.items()}
         log_request(log_path, op, params, np_arrays)
         try:
-            P.validate_request(op, params, arrays)
+            R.validate_request(op, params, arrays)
             if op == "hello":
                 send(ident, rid, "result", dict(HELLO, protocol=P.PROTOCOL_VERSION, state="ready"))
             elif op == "classes":

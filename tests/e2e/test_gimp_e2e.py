@@ -361,7 +361,7 @@ def test_feature_transplant(run):
     r = rec(run, "transplant")
     assert r["status"] == "success", r.get("values")
     assert_one_layer_added(r)
-    assert r["new"]["name"] == "Feature transplant from reference"
+    assert r["new"]["name"] == "Feature blend from reference"
     sel = r["selection"]
     n = r["new"]
     refmask = harness.read_raw(run["work"], n["refmask_raw"], "Y u8", n["w"], n["h"])[:, :, 0]
