@@ -16,6 +16,7 @@ from engine.arrays import PHOTO_DTYPES, mask_weights, split_alpha
 from engine.blend.feature import Reference, feature_blend
 from engine.collage.label import label_swap
 from engine.compose.compose import compose
+from engine.edit.budgets import BudgetError, Budgets, check_finite
 from engine.edit.crops import Crop, CropError, region_from_mask
 from engine.generator import ModelBundle
 from engine.project.cache import ProjectionCache
@@ -28,6 +29,9 @@ MIN_REGION = 16
 
 class EditError(ValueError):
     """Bad input for a photo edit; the message is one clear line for the user."""
+
+
+__all__ = ["BlendSpec", "BudgetError", "Budgets", "EditError", "EditResult", "PhotoEditor", "SwapSpec"]
 
 
 @dataclass
@@ -64,8 +68,11 @@ def _soft_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def to_model_input(crop01: np.ndarray, device) -> torch.Tensor:
-    """[R, R, C] in [0, 1] (C = 1 or 3) -> [1, 3, R, R] in [-1, 1]."""
+    """[R, R, C] in [0, 1] (C = 1 or 3) -> [1, 3, R, R] in [-1, 1] (float photos far outside [0, 1] are clipped
+    to [-1, 2] first: finite however large they are)."""
     x = crop01 if crop01.shape[2] == 3 else np.repeat(crop01[:, :, :1], 3, axis=2)
+    if x.dtype.kind == "f" and x.size and (x.min() < -1.0 or x.max() > 2.0):
+        x = np.clip(x, -1.0, 2.0)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float().to(device) * 2.0 - 1.0
 
 
@@ -78,7 +85,9 @@ def from_model_output(x: torch.Tensor, channels: int) -> np.ndarray:
 
 
 class PhotoEditor:
-    def __init__(self, bundle: ModelBundle, cache: ProjectionCache | None = None, max_work_size: int = 128):
+    def __init__(self, bundle: ModelBundle, cache: ProjectionCache | None = None, max_work_size: int = 128,
+                 budgets: Budgets | None = None):
+        self.budgets = budgets or Budgets()
         self.b = bundle
         self.G = bundle.generator
         self.projector = Projector(bundle)
@@ -143,7 +152,7 @@ class PhotoEditor:
         render the label collage (``swap``) and/or the feature blend (``blend``) from the latent, and compose the
         result back into the photo inside the mask."""
         image = np.asarray(image)
-        soft = self.check(image, mask, blend, reference)
+        soft = self.check(image, mask, blend, reference, self.budgets)
         # crop: the region (by default the selection's box, with the reference's feature when blending) -> R x R
         if region is None and blend is not None and reference_mask is not None and reference_region is None:
             region = self.region_with_reference(soft, reference_mask)
@@ -151,6 +160,11 @@ class PhotoEditor:
         color, _alpha = split_alpha(image)
         channels = 1 if color.ndim == 2 or color.shape[2] == 1 else 3
         R = self.work_size(crop.side)
+        # budgets: what this request will compute, refused before any of it
+        self.budgets.check_crop(crop.side)
+        if swap is not None:
+            self.budgets.check_labels(len(swap.labels))
+        self.budgets.check_steps(0 if latent is not None else steps, R, 2 if blend is not None else 1)
         dev = self.G.device
         x = to_model_input(crop.extract(image, R), dev)
         # project
@@ -176,13 +190,16 @@ class PhotoEditor:
         # compose
         result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
         recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
+        for out in (result, recon):
+            if out is not None and out.dtype.kind == "f" and not np.isfinite(out).all():
+                raise EditError("the edit gave non-finite values: the image's values are too large to process")
         return EditResult(result, recon, cls, float(proj.loss), ref_cls)
 
     @staticmethod
     def check(image: np.ndarray, mask: np.ndarray | None, blend: BlendSpec | None,
-              reference: np.ndarray | None) -> np.ndarray:
+              reference: np.ndarray | None, budgets: Budgets | None = None) -> np.ndarray:
         """The selection as H x W weights in [0, 1] (all ones without a mask); EditError for an image, mask or
-        request the edit cannot use."""
+        request the edit cannot use (BudgetError for one over the budgets)."""
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
             raise EditError(f"the image has shape {image.shape}: expected H x W or H x W x C with C in 1-4")
         if image.dtype not in PHOTO_DTYPES:
@@ -190,6 +207,18 @@ class PhotoEditor:
         if blend is not None and reference is None:
             raise EditError("feature blending needs a reference image")
         h, w = image.shape[:2]
+        if budgets is not None:
+            budgets.check_image(h, w)
+            if reference is not None:
+                budgets.check_image(*np.shape(reference)[:2], what="reference")
+        try:
+            check_finite(image, "image")
+            if mask is not None:
+                check_finite(mask, "mask")
+            if reference is not None:
+                check_finite(reference, "reference")
+        except ValueError as exc:
+            raise EditError(str(exc)) from None
         soft = _soft_mask(mask) if mask is not None else np.ones((h, w), np.float32)
         if soft.shape != (h, w):
             raise EditError(f"the mask is {soft.shape[1]}x{soft.shape[0]} but the image is {w}x{h}")
@@ -219,6 +248,10 @@ class PhotoEditor:
         h, w = shape
         regions.append(Region(swap.target, m, swap.strength))
         for c, lab, s in swap.labels:
+            try:
+                check_finite(lab, "label map for class %d" % c)
+            except ValueError as exc:
+                raise EditError(str(exc)) from None
             lab_soft = _soft_mask(lab)
             if lab_soft.shape != (h, w):
                 raise EditError(f"label map for class {c} is {lab_soft.shape[1]}x{lab_soft.shape[0]}, "
@@ -234,6 +267,8 @@ class PhotoEditor:
         by the blend's shift (image pixels, scaled to the crop's resolution)."""
         ref_img = np.asarray(reference)
         rcrop = self.crop_for(ref_img, None, reference_region) if reference_region is not None else None
+        if rcrop is not None:
+            self.budgets.check_crop(rcrop.side, "reference region")
         if rcrop is None:
             if ref_img.shape[:2] != tuple(shape):
                 raise EditError("the reference must have the image's size, or give its region")
