@@ -17,10 +17,11 @@ import warnings
 
 
 def cli_main():
-    import engine.cli as cli
-
-    main = cli.main
-    return main if callable(main) else main.main  # engine/cli.py, or the engine/cli/ package's main module
+    try:
+        from engine.cli.parser import main  # the engine/cli/ package (issue 15)
+    except ImportError:  # pragma: no cover - the layout before it
+        from engine.cli import main
+    return main
 
 
 def run_one(argv: list[str]) -> dict:

@@ -25,8 +25,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import hostile_text
 
-#: finds issue 16's bugs until they are fixed (after the engine/ layout refactor); not run meanwhile
-PENDING = pytest.mark.xfail(run=False, reason="issue 16: fixed after the engine/ layout refactor")
 
 HERE = Path(__file__).resolve().parent
 
@@ -214,7 +212,6 @@ def check_run(res: dict, out: Path | None, folder: Path, allowed: set[str]) -> N
     assert not left, f"files left behind: {left}"
 
 
-@PENDING
 @fuzz_settings(ci=30)
 @given(data=st.data())
 def test_every_reader_with_arbitrary_bytes(runner, tmp_path_factory, data):
@@ -254,7 +251,6 @@ def test_every_reader_with_arbitrary_bytes(runner, tmp_path_factory, data):
     check_run(res, out, d, {"good.png", "gmask.png", f.name, "out.png"})
 
 
-@PENDING
 @fuzz_settings(ci=30)
 @given(data=st.data())
 def test_hostile_arguments(runner, tmp_path_factory, data):

@@ -18,8 +18,6 @@ from strategies import encode, probe_like_image, swap_params
 from test_cli_fuzz import npy_with_header, png_bomb_header, zip_with
 
 
-#: issue 16's bugs not fixed yet (the fixes touch files the engine/ layout refactor restructures): they fail
-PENDING = pytest.mark.xfail(strict=True, reason="issue 16: fixed after the engine/ layout refactor")
 
 
 def final_of(raw, engine, header, arrays=None):
@@ -190,7 +188,6 @@ def photo_png(tmp_path_factory):
     return p
 
 
-@PENDING
 def test_png_decompression_bomb_is_refused_with_one_line(tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_bomb_header(30000, 30000, color=2, rows=2))
@@ -203,7 +200,6 @@ def test_png_decompression_bomb_is_refused_with_one_line(tmp_path):
     assert code == 2 and "Traceback" not in err
 
 
-@PENDING
 def test_output_in_a_read_only_folder(tmp_path, photo_png):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -218,7 +214,6 @@ def test_output_in_a_read_only_folder(tmp_path, photo_png):
         ro.chmod(stat.S_IRWXU)
 
 
-@PENDING
 def test_output_that_cannot_be_written_as_root_too(tmp_path, photo_png):
     """A path below a regular file cannot be created even by root: refused before the work, one line."""
     blocker = tmp_path / "file"
@@ -228,7 +223,6 @@ def test_output_that_cannot_be_written_as_root_too(tmp_path, photo_png):
     one_error_line(code, err, "cannot write")
 
 
-@PENDING
 @pytest.mark.parametrize("name", ["out.xyz", "folder"])
 def test_output_with_unknown_extension_or_a_folder(tmp_path, photo_png, name):
     out = tmp_path / name
@@ -237,7 +231,7 @@ def test_output_with_unknown_extension_or_a_folder(tmp_path, photo_png, name):
     code, _, err = cli("swap", "--input", photo_png, "--region", "5,5,20,20", "--to", "snow", "--steps", "1",
                        "-q", "-o", out)
     one_error_line(code, err)
-    assert set(os.listdir(tmp_path)) == {name}
+    assert set(os.listdir(tmp_path)) == ({name} if name == "folder" else set())
     if name == "folder":
         assert not any(out.iterdir())
 
@@ -254,7 +248,6 @@ def test_long_class_name_is_truncated_in_the_cli_message(tmp_path):
     assert len(line) < 400
 
 
-@PENDING
 def test_project_latent_writes_nothing_when_the_latent_cannot_be_written(tmp_path, photo_png):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -265,7 +258,6 @@ def test_project_latent_writes_nothing_when_the_latent_cannot_be_written(tmp_pat
     assert not out.exists()
 
 
-@PENDING
 def test_sixteen_bit_photo_to_jpeg_is_refused(tmp_path):
     src = tmp_path / "deep.png"
     cv2.imwrite(str(src), probe_like_image(40, 40, 3, "uint16"))
@@ -276,7 +268,6 @@ def test_sixteen_bit_photo_to_jpeg_is_refused(tmp_path):
     assert not out.exists()
 
 
-@PENDING
 # -- files the weights tools read ----------------------------------------------------------------------------------
 def test_import_chainer_zip_bomb_is_refused_without_inflating_it(tmp_path):
     src = tmp_path / "src"
@@ -288,7 +279,6 @@ def test_import_chainer_zip_bomb_is_refused_without_inflating_it(tmp_path):
     one_error_line(code, err, "ResNetGenerator_1.npz")
 
 
-@PENDING
 def test_import_chainer_huge_npy_header(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -303,8 +293,7 @@ def test_cli_peak_memory_on_a_bomb_stays_small(tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_bomb_header(30000, 30000, color=2, rows=2))
     env = child_env()
-    script = ("import sys, resource; import engine.cli as c\n"
-              "main = c.main if callable(c.main) else c.main.main\n"
+    script = ("import sys, resource; from engine.cli.parser import main\n"
               "code = main(['project', '--input', sys.argv[1], '--steps', '1', '-q', '-o', sys.argv[2]])\n"
               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
     proc = subprocess.run([sys.executable, "-c", script, str(bomb), str(tmp_path / "o.png")], cwd=ROOT, env=env,
