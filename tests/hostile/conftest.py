@@ -38,6 +38,12 @@ FINAL_TIMEOUT = 60.0
 CANCEL_AFTER = 2.0
 
 COUNTS: dict[str, int] = {"messages": 0, "files": 0, "cli_runs": 0}
+#: how the hostile messages were answered (result, or the error code) and how the CLI runs ended (exit codes)
+OUTCOMES: dict[str, int] = {}
+
+
+def outcome(key: str) -> None:
+    OUTCOMES[key] = OUTCOMES.get(key, 0) + 1
 PEAKS: dict[str, int] = {}
 
 
@@ -312,6 +318,8 @@ def pytest_terminal_summary(terminalreporter):
         "hostile (%s profile): %d messages, %d files, %d CLI runs; engine peak memory %.0f MiB (budget %.0f MiB)"
         % (PROFILE, COUNTS["messages"], COUNTS["files"], COUNTS["cli_runs"], peak / 2 ** 20,
            ENGINE_RSS_BUDGET / 2 ** 20))
+    terminalreporter.write_line("hostile outcomes: " + ", ".join("%s %d" % kv for kv in sorted(OUTCOMES.items())))
     out = os.environ.get("NC_FUZZ_REPORT")
     if out:
-        Path(out).write_text(json.dumps({"profile": PROFILE, **COUNTS, "engine_peak_rss": peak}, indent=1))
+        Path(out).write_text(json.dumps({"profile": PROFILE, **COUNTS, "engine_peak_rss": peak,
+                                         "outcomes": OUTCOMES}, indent=1))

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import COUNTS, ROOT, _limit_memory, child_env, fuzz_settings
+from conftest import COUNTS, ROOT, _limit_memory, child_env, fuzz_settings, outcome
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import hostile_text
@@ -197,6 +197,7 @@ def npz_file(draw) -> bytes:
 
 # -- the property ----------------------------------------------------------------------------------------------
 def check_run(res: dict, out: Path | None, folder: Path, allowed: set[str]) -> None:
+    outcome("cli:exit %s" % res["code"])
     assert res["escaped"] is None, "an exception escaped the CLI:\n" + res["escaped"]
     assert res["code"] in (0, 2), res
     assert "Traceback" not in res["stderr"], res["stderr"]
@@ -270,6 +271,7 @@ def test_hostile_arguments(runner, tmp_path_factory, data):
             data.draw(st.sampled_from(["1", "0.5", "nan", "inf", "-0", "2"])), "-q", "-o", out]
     COUNTS["files"] += 1
     res = runner(argv)
+    outcome("cli:exit %s" % res["code"])
     assert res["escaped"] is None, "an exception escaped the CLI:\n" + res["escaped"]
     assert res["code"] in (0, 2) and "Traceback" not in res["stderr"], res
     if ext == "/":

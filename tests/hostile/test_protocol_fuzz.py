@@ -13,7 +13,7 @@ import socket
 import struct
 
 import pytest
-from conftest import ENGINE_RSS_BUDGET, Raw, fuzz_settings, probe_edit, probe_raw
+from conftest import ENGINE_RSS_BUDGET, Raw, fuzz_settings, outcome, probe_edit, probe_raw
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import encode, frame_mutation, hostile_text, image_request, mutated_request, nested
@@ -37,6 +37,7 @@ class Checker:
         self.n += 1
         got = self.raw.exchange(frames, self.engine)
         final = got[-1][0]
+        outcome("engine:" + (final["type"] if final["type"] == "result" else str(final["params"].get("code"))))
         kinds = [h["type"] for h, _ in got]
         assert kinds.count("result") + kinds.count("error") == 1
         if final["type"] == "error":
