@@ -15,7 +15,7 @@ levels (goal: <= 1).  The exact solve is a separate SuperLU factorisation (not
 OpenCV solves a different discretisation (on the selection's bounding box, with
 the target's gradients in a 3-pixel band inside the selection edge and
 truncation instead of rounding), so its error against the exact Pérez solution
-is tens of levels by construction; see tests/test_poisson.py.
+is tens of levels by construction; see tests/compose/test_poisson.py.
 
 ``run(sizes)`` returns the rows as a list of dicts for bench/run_all.py.
 """

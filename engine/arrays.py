@@ -9,6 +9,12 @@ PHOTO_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)  # what a photo, cr
 WIRE_DTYPES = {"uint8": "|u1", "uint16": "<u2", "float32": "<f4", "int64": "<i8", "float64": "<f8"}  # bridge names
 
 
+def plane(mask: np.ndarray) -> np.ndarray:
+    """A mask as an array, H x W x 1 squeezed to H x W (other shapes as they are: callers check ndim == 2)."""
+    mask = np.asarray(mask)
+    return mask[:, :, 0] if mask.ndim == 3 and mask.shape[2] == 1 else mask
+
+
 def mask_weights(mask: np.ndarray, dtype=np.float32) -> np.ndarray:
     """A mask's values as blend weights in [0, 1] of ``dtype``: bool as 0/1, uint8 / 255, uint16 / 65535, any
     other type clipped to [0, 1] (soft, feathered selections keep their ramps)."""

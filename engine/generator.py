@@ -113,9 +113,9 @@ class CollageGenerator(nn.Module):
         """Plain conditional generation (eq. 1 at every site)."""
         return self.synthesize(z, CollageContext.plain(labels.to(z.device)))
 
-    def number_norm_sites(self) -> None:
-        """Give every ConditionalNorm its site index, in forward (module registration) order."""
-        k = 0
+    def number_norm_sites(self, first: int = 0) -> None:
+        """Give every ConditionalNorm its site index, from ``first`` on, in forward (module registration) order."""
+        k = first
         for m in self.modules():
             if isinstance(m, ConditionalNorm):
                 m.site = k

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from engine.arrays import PHOTO_DTYPES, WIRE_DTYPES, cast, mask_weights, split_alpha
+from engine.arrays import PHOTO_DTYPES, WIRE_DTYPES, cast, mask_weights, plane, split_alpha
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -12,6 +12,12 @@ def test_mask_weights(dtype):
     assert mask_weights(np.array([[True, False]]), dtype).tolist() == [[1.0, 0.0]]
     assert mask_weights(np.array([[-0.5, 0.25, 1.5]], np.float64), dtype).tolist() == [[0.0, 0.25, 1.0]]
     assert mask_weights(np.zeros((2, 3), np.uint8), dtype).dtype == dtype
+
+
+def test_plane():
+    m = np.zeros((3, 4, 1), np.uint8)
+    assert plane(m).shape == (3, 4) and plane(m[:, :, 0]).shape == (3, 4)
+    assert plane(np.zeros((3, 4, 2))).shape == (3, 4, 2) and plane(np.zeros(5)).shape == (5,)
 
 
 def test_cast_rounds_half_to_even_and_clips_integers_only():

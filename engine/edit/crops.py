@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.arrays import cast, split_alpha
+from engine.arrays import cast, plane, split_alpha
 
 __all__ = [
     "Crop",
@@ -92,9 +92,7 @@ def _split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 def region_from_mask(mask: np.ndarray, threshold: float = 0) -> tuple[int, int, int, int]:
     """Bounding box (x, y, w, h) of ``mask > threshold`` (mask H x W or H x W x 1)."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[:, :, 0]
+    mask = plane(mask)
     if mask.ndim != 2:
         raise CropError(f"The mask has shape {mask.shape}: expected H x W.")
     sel = mask > threshold

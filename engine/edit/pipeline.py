@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from engine.arrays import PHOTO_DTYPES, mask_weights, split_alpha
+from engine.arrays import PHOTO_DTYPES, mask_weights, plane, split_alpha
 from engine.blend.feature import Reference, feature_blend
 from engine.collage.label import label_swap
 from engine.compose.compose import compose
@@ -59,9 +59,7 @@ class EditResult:
 
 
 def _soft_mask(mask: np.ndarray) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.ndim == 3 and m.shape[2] == 1:
-        m = m[:, :, 0]
+    m = plane(mask)
     if m.ndim != 2:
         raise EditError(f"the mask has shape {m.shape}: expected H x W")
     return mask_weights(m)
@@ -228,7 +226,7 @@ class PhotoEditor:
 
     @staticmethod
     def region_with_reference(soft: np.ndarray, reference_mask: np.ndarray):
-        """The box holding both the selection and the reference's feature region (a feature transplant within
+        """The box holding both the selection and the reference's feature region (a feature blend within
         one photo), or None when the reference mask does not fit the photo or is empty."""
         rm = _soft_mask(reference_mask)
         if rm.shape == soft.shape and (rm > 0).any() and (soft > 0).any():

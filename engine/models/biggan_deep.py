@@ -229,7 +229,23 @@ def _stats_at(means: torch.Tensor, variances: torch.Tensor, step_size: float, tr
     return means[start], variances[start]
 
 
-class BigGANBatchNorm(ConditionalNorm):
+class _TruncationStats:
+    """The batch-norm statistics BigGAN-deep keeps per truncation (``n_stats`` steps of 1 / (n_stats - 1)) as the
+    buffers ``running_means`` / ``running_vars``, and the pair for the current ``truncation`` (``stats()``)."""
+
+    def _init_stats(self, num_features: int, n_stats: int, eps: float) -> None:
+        self.num_features = num_features
+        self.eps = eps
+        self.register_buffer("running_means", torch.zeros(n_stats, num_features))
+        self.register_buffer("running_vars", torch.ones(n_stats, num_features))
+        self.step_size = 1.0 / (n_stats - 1)
+        self.truncation = 1.0
+
+    def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _stats_at(self.running_means, self.running_vars, self.step_size, self.truncation)
+
+
+class BigGANBatchNorm(ConditionalNorm, _TruncationStats):
     """Conditional BigGANBatchNorm: statistics per truncation, gamma = 1 + scale(cond), beta = offset(cond).
 
     ``class_affine(classes, cond)`` takes ``cond = (z [B, z_dim], E [num_classes, z_dim])`` (E: the class
@@ -238,17 +254,12 @@ class BigGANBatchNorm(ConditionalNorm):
 
     def __init__(self, num_features: int, condition_vector_dim: int, n_stats: int = 51, eps: float = 1e-4):
         super().__init__()
-        self.num_features = num_features
-        self.eps = eps
-        self.register_buffer("running_means", torch.zeros(n_stats, num_features))
-        self.register_buffer("running_vars", torch.ones(n_stats, num_features))
-        self.step_size = 1.0 / (n_stats - 1)
-        self.truncation = 1.0
+        self._init_stats(num_features, n_stats, eps)
         self.scale = SNLinear(condition_vector_dim, num_features, bias=False, eps=eps)
         self.offset = SNLinear(condition_vector_dim, num_features, bias=False, eps=eps)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean, var = _stats_at(self.running_means, self.running_vars, self.step_size, self.truncation)
+        mean, var = self.stats()
         return (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
 
     def class_affine(self, classes: torch.Tensor, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,22 +267,17 @@ class BigGANBatchNorm(ConditionalNorm):
         return 1 + self.scale(cvec), self.offset(cvec)
 
 
-class BigGANPlainBatchNorm(nn.Module):
+class BigGANPlainBatchNorm(nn.Module, _TruncationStats):
     """The unconditional BigGANBatchNorm (final layer): ``weight``, ``bias`` and per-truncation statistics."""
 
     def __init__(self, num_features: int, n_stats: int = 51, eps: float = 1e-4):
         super().__init__()
-        self.num_features = num_features
-        self.eps = eps
-        self.register_buffer("running_means", torch.zeros(n_stats, num_features))
-        self.register_buffer("running_vars", torch.ones(n_stats, num_features))
-        self.step_size = 1.0 / (n_stats - 1)
-        self.truncation = 1.0
+        self._init_stats(num_features, n_stats, eps)
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean, var = _stats_at(self.running_means, self.running_vars, self.step_size, self.truncation)
+        mean, var = self.stats()
         return F.batch_norm(x, mean, var, self.weight, self.bias, training=False, momentum=0.0, eps=self.eps)
 
 
@@ -423,11 +429,7 @@ class BigGANDeep(CollageGenerator):
     def number_norm_sites(self) -> None:
         """Site 0 is gen_z (class-conditional input map), then every conditional BN in forward order."""
         self.generator.gen_z.site = 0
-        k = 1
-        for m in self.modules():
-            if isinstance(m, ConditionalNorm):
-                m.site = k
-                k += 1
+        super().number_norm_sites(first=1)
 
     def genblocks(self) -> list[tuple[int, GenBlock]]:
         """(index in ``generator.layers``, block) of every GenBlock in forward order."""

@@ -49,7 +49,7 @@ from engine.models.sngan import (
     SNGANConfig,
     SNResNetProjectionDiscriminator,
 )
-from engine.models.store import sha256_file
+from engine.models.store import key_report, sha256_file
 from engine.models.sngan_encoder import EncoderConfig, ResNetEncoder
 
 FORMAT = "neural-collage-sngan-chainer"
@@ -124,13 +124,8 @@ def map_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...
             continue
         out[tkey] = arr
     missing = [torch_to_chainer_key(k) for k in expected if k not in out]
-    problems = []
-    if unmapped:
-        problems.append(f"{len(unmapped)} unmapped key(s): {', '.join(sorted(unmapped)[:12])}")
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {', '.join(sorted(missing)[:12])}")
-    if bad_shape:
-        problems.append(f"{len(bad_shape)} shape mismatch(es): {'; '.join(bad_shape[:8])}")
+    problems = key_report([("unmapped key(s)", sorted(unmapped)), ("missing key(s)", sorted(missing))], 12)
+    problems += key_report([("shape mismatch(es)", bad_shape)], 8, sep="; ")
     if problems:
         raise ChainerImportError(f"{what}: " + " | ".join(problems))
     return out

@@ -70,6 +70,17 @@ SNGAN_DOGCAT_128 = SNGANConfig(ch=64, dim_z=128, bottom_width=4, n_classes=143, 
                                gen_mults=(8, 8, 4, 4, 2, 1), dis_mults=(1, 2, 4, 4, 8, 8), dis_hidden="in")
 
 
+def _init_block(block: nn.Module) -> None:
+    """Chainer's initialisation of a residual block: glorot (gain sqrt 2) on c1 and c2, glorot on the learnable
+    shortcut c_sc, zero biases."""
+    for c in (block.c1, block.c2):
+        glorot_(c.weight, 2 ** 0.5)
+        nn.init.zeros_(c.bias)
+    if block.learnable_sc:
+        glorot_(block.c_sc.weight)
+        nn.init.zeros_(block.c_sc.bias)
+
+
 class GenBlock(nn.Module):
     """Up-sampling residual block with two CBN layers (Chainer gen_models/resblocks.Block)."""
 
@@ -83,12 +94,7 @@ class GenBlock(nn.Module):
         self.learnable_sc = cin != cout or upsample
         if self.learnable_sc:
             self.c_sc = nn.Conv2d(cin, cout, 1)
-        for c in (self.c1, self.c2):
-            glorot_(c.weight, 2 ** 0.5)
-            nn.init.zeros_(c.bias)
-        if self.learnable_sc:
-            glorot_(self.c_sc.weight)
-            nn.init.zeros_(self.c_sc.bias)
+        _init_block(self)
 
     def forward(self, x: torch.Tensor, ctx: CollageContext) -> torch.Tensor:
         h = F.relu(self.b1(x, ctx))
@@ -190,12 +196,7 @@ class DisBlock(nn.Module):
         self.learnable_sc = cin != cout or downsample
         if self.learnable_sc:
             self.c_sc = SNConv2d(cin, cout, 1)
-        for c in (self.c1, self.c2):
-            glorot_(c.weight, 2 ** 0.5)
-            nn.init.zeros_(c.bias)
-        if self.learnable_sc:
-            glorot_(self.c_sc.weight)
-            nn.init.zeros_(self.c_sc.bias)
+        _init_block(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.c2(F.relu(self.c1(F.relu(x))))

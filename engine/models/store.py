@@ -134,6 +134,12 @@ def download_file(url: str, dest, sha256: str | None = None, progress: Progress 
     return dest
 
 
+def key_report(groups, show: int, sep: str = ", ", lead: str = ": ") -> list[str]:
+    """How a state dict's keys differ from a model's, one phrase per non-empty group of (label, keys):
+    ``"<count> <label><lead><the first ``show`` keys joined by sep>"``."""
+    return [f"{len(keys)} {label}{lead}{sep.join(keys[:show])}" for label, keys in groups if keys]
+
+
 def layout_diff(found: dict, expected: dict) -> str:
     """"ok" when two state-dict layouts (key -> shape) agree, else what differs, in one line."""
     if found == expected:
@@ -141,11 +147,5 @@ def layout_diff(found: dict, expected: dict) -> str:
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     bad = sorted(k for k in set(found) & set(expected) if tuple(found[k]) != tuple(expected[k]))
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s) e.g. {missing[0]}")
-    if extra:
-        parts.append(f"{len(extra)} unexpected key(s) e.g. {extra[0]}")
-    if bad:
-        parts.append(f"{len(bad)} shape mismatch(es) e.g. {bad[0]}")
-    return "; ".join(parts)
+    return "; ".join(key_report([("missing key(s)", missing), ("unexpected key(s)", extra),
+                                 ("shape mismatch(es)", bad)], 1, lead=" e.g. "))

@@ -5,43 +5,27 @@
 - ``blend``: returns the reference image
 - ``edit``: inverted image, optional recon
 - the ``fail`` param makes ``run`` raise (OpError or RuntimeError)
+
+``serving()`` runs an ``EngineServer`` with it in this process; ``FAKE_ENGINE`` is the same as a process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
 from engine.serve.server import EngineServer, OpError
 
+FAKE_ENGINE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bridge_fake_engine.py")  # as a process
+
 CLASSES = [{"id": i, "name": name} for i, name in enumerate(
     ["goldfish", "great white shark", "tabby cat", "golden retriever", "volcano", "daisy"])]
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (nothing listens on it)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-@contextlib.contextmanager
-def fake_server(heartbeat_interval: float):
-    """An in-process EngineServer with a FakeHandler on a free loopback port; ``server.fake`` is the handler."""
-    handler = FakeHandler()
-    srv = EngineServer(handler, bind="tcp://127.0.0.1:*", heartbeat_interval=heartbeat_interval)
-    srv.start()
-    srv.fake = handler
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def invert(image: np.ndarray) -> np.ndarray:
@@ -110,3 +94,26 @@ class FakeHandler:
                 out["recon"] = image
             return {"source_class": 2, "labels": sorted(arrays)}, out
         raise OpError("unknown_op", op)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on (just now)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@contextlib.contextmanager
+def serving(handler: FakeHandler | None = None, **kwargs) -> Iterator[EngineServer]:
+    """A started ``EngineServer`` with ``handler`` (a new FakeHandler by default; it is ``server.fake``) on a free
+    loopback port, stopped afterwards; ``kwargs`` go to EngineServer."""
+    handler = FakeHandler() if handler is None else handler
+    srv = EngineServer(handler, bind="tcp://127.0.0.1:*", **kwargs)
+    srv.start()
+    srv.fake = handler
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from bridge_fakes import FakeHandler, fake_server, free_port, invert
+from bridge_fakes import FAKE_ENGINE, FakeHandler, free_port, invert, serving
 
 from bridge.client import (
     BridgeError,
@@ -26,14 +26,12 @@ from bridge.protocol import Array
 from engine.cli.serve import keys_main
 from engine.serve.server import EngineServer
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FAKE_ENGINE = os.path.join(HERE, "bridge_fake_engine.py")
 TRANSPORTS = ["pyzmq", "zmtp"]
 
 
 @pytest.fixture(scope="module")
 def server():
-    with fake_server(heartbeat_interval=0.2) as srv:
+    with serving(heartbeat_interval=0.2) as srv:
         yield srv
 
 

@@ -12,12 +12,11 @@ import time
 import numpy as np
 import pytest
 import zmq
-from bridge_fakes import FakeHandler
+from bridge_fakes import serving
 
 from bridge.client import EngineClient
 from bridge.protocol import Limits, MiB, decode_message, encode_message
 from bridge.zmtp import greeting
-from engine.serve.server import EngineServer
 
 N_MESSAGES = 1200
 SEED = 20240611
@@ -26,10 +25,8 @@ LIMITS = Limits(max_message_bytes=4 * MiB)  # small, so "too large" cases are ch
 
 @pytest.fixture(scope="module")
 def server():
-    srv = EngineServer(FakeHandler(), bind="tcp://127.0.0.1:*", limits=LIMITS)
-    srv.start()
-    yield srv
-    srv.stop()
+    with serving(limits=LIMITS) as srv:
+        yield srv
 
 
 def hdr(rng, **fields):

@@ -202,7 +202,7 @@ def real_engine_available() -> tuple:
     """(True, "") when the real engine can serve the default model here, else (False, why not)."""
     import importlib.util
 
-    for part in ("api.py", "cli.py"):
+    for part in ("serve/handler.py", "cli/__main__.py"):  # the handler, and `python -m engine.cli serve`
         if not (REPO / "engine" / part).is_file():
             return False, f"engine/{part} is missing"
     missing = [f for f in DEFAULT_WEIGHT_FILES if not (DEFAULT_WEIGHTS / f).is_file()]

@@ -6,15 +6,16 @@ import torch
 
 from engine.cli.demo import DEMO_DIR
 from engine.cli.files import ellipse_mask
-from engine.models.registry import load_model
 from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
 from engine.project.projector import Projector
 
 
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
+
+
 @pytest.fixture(scope="module")
-def bundle():
-    torch.set_num_threads(1)
-    return load_model("default", "cpu")
+def bundle(default_bundle):
+    return default_bundle
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,13 @@ import http.server
 import threading
 
 import pytest
-import torch
 
 from engine.models import store
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread_per_module):
+    """Every model test module runs on one torch thread."""
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.arrays import PHOTO_DTYPES, mask_weights
+from engine.arrays import PHOTO_DTYPES, mask_weights, plane
 from engine.compose.poisson.exact import solve_exact
 from engine.compose.poisson.grid import dense, neighbour_count, rhs, work_box
 from engine.compose.poisson.multigrid import OpenCVOneThread, solve_ours
@@ -121,9 +121,7 @@ def place_patch(target: np.ndarray, patch: np.ndarray, xy: tuple[int, int]) -> n
 
 def _mask_array(mask, shape: tuple[int, int]) -> np.ndarray:
     """The selection as a validated H x W array (its own dtype); the support is ``mask > 0``."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[:, :, 0]
+    mask = plane(mask)
     if mask.ndim != 2 or mask.shape != tuple(shape):
         raise ValueError(
             f"The mask has shape {mask.shape} but the photo is {shape[0]}x{shape[1]}: "

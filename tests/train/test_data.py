@@ -5,7 +5,7 @@ import pytest
 
 from engine.train import data as D
 
-ROOT = os.environ.get("TEXTURES_ROOT", os.path.join(os.path.dirname(__file__), "..", ".cache", "textures"))
+ROOT = os.environ.get("TEXTURES_ROOT", os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "textures"))
 HAVE = os.path.exists(os.path.join(ROOT, "manifest.json")) and os.path.exists(os.path.join(ROOT, "textures.npz"))
 needs_data = pytest.mark.skipif(not HAVE, reason=f"texture dataset not assembled at {ROOT}: "
                                 "run scripts/setup_data.sh or `python -m engine.train.data`")

@@ -7,20 +7,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from engine.models.default import WEIGHTS_DIR
-from engine.models.registry import list_models, load_model
+from engine.models.registry import list_models
 from engine.train.evaluate import generated_accuracy
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MARGIN = 0.10  # accuracy on other seeds may differ from the card's figure by sampling noise (20 per class)
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    torch.set_num_threads(1)
-    return load_model("default", "cpu")
+def bundle(default_bundle):
+    return default_bundle
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from bridge_fakes import FakeHandler, fake_server, free_port, invert
+from bridge_fakes import FAKE_ENGINE, FakeHandler, free_port, invert, serving
 
 from bridge.client import EngineClient, EngineTimeout, EngineUnavailable
 from bridge.protocol import decode_message, encode_message
@@ -23,9 +23,6 @@ from engine.cli.serve import keys_main
 from engine.serve.security import ServerConfigError, is_loopback_address, load_secret_key
 from engine.serve.server import EngineServer
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-FAKE_ENGINE = os.path.join(HERE, "bridge_fake_engine.py")
 IMG = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
 SWAP = {"target": "goldfish", "strength": 1.0, "layers": "all", "poisson": False}
 
@@ -64,7 +61,7 @@ class Raw:
 
 @pytest.fixture
 def server():
-    with fake_server(heartbeat_interval=0.1) as srv:
+    with serving(heartbeat_interval=0.1) as srv:
         yield srv
 
 
