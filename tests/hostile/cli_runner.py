@@ -1,5 +1,5 @@
 """Runs `neural-collage` command lines one after the other in one process, for the CLI fuzz (importing torch and
-loading the model once instead of per example).  Reads one JSON argv list per line on stdin; answers one JSON line
+loading the model once instead of per example).  Reads one JSON object per line on stdin (``argv``: the arguments, ``env``: variables set for that run); answers one JSON line
 per run on stdout: the exit code, what the CLI wrote on stderr, and whether an exception escaped ``main`` (what
 would be a traceback on a real command line).
 
@@ -44,8 +44,18 @@ def main() -> int:
     real_stdout = sys.stdout
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     for line in sys.stdin:
-        argv = json.loads(line)
-        real_stdout.write(json.dumps(run_one(argv)) + "\n")
+        job = json.loads(line)
+        saved = {k: os.environ.get(k) for k in job["env"]}
+        os.environ.update(job["env"])
+        try:
+            result = run_one(job["argv"])
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        real_stdout.write(json.dumps(result) + "\n")
         real_stdout.flush()
     return 0
 

@@ -169,6 +169,38 @@ def engine(engines):
     return engines.get()
 
 
+class CLIRunner:
+    """tests/hostile/cli_runner.py: `neural-collage` command lines run one after the other in one subprocess
+    (torch and the model load once), under the same address-space ceiling as the engine."""
+
+    def __init__(self, weights: Path):
+        env = child_env()
+        env["NEURAL_COLLAGE_WEIGHTS"] = str(weights)  # import-chainer writes there
+        env["NEURAL_COLLAGE_MAX_NPZ_MB"] = "64"
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_runner.py"))], cwd=ROOT,
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=_limit_memory)
+
+    def __call__(self, argv: list, env: dict | None = None) -> dict:
+        COUNTS["cli_runs"] += 1
+        self.proc.stdin.write(json.dumps({"argv": [str(a) for a in argv], "env": env or {}}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "the CLI runner died (killed for memory?) on %r" % (argv,)
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def runner(tmp_path_factory):
+    r = CLIRunner(tmp_path_factory.mktemp("weights"))
+    yield r
+    r.close()
+
+
 class Raw:
     """A pyzmq DEALER that sends hand-made frames and collects every reply of a request up to its final one."""
 
@@ -205,13 +237,13 @@ class Raw:
             assert left > 0, "no final reply within %.0f s (got %r); engine log:\n%s" % (
                 timeout, [h for h, _ in got], engine.log_tail())
             msg = self.recv(min(left, 0.5))
+            if got and not cancelled and time.monotonic() - t0 > cancel_after:
+                rid = got[-1][0].get("id")
+                if isinstance(rid, str):
+                    self.send_json({"v": 1, "id": "cancel-" + rid, "op": "cancel", "params": {"id": rid}})
+                    cancelled = True
             if msg is None:
                 assert engine.alive, "the engine died; its log:\n" + engine.log_tail()
-                if got and not cancelled and time.monotonic() - t0 > cancel_after:
-                    rid = got[-1][0].get("id")
-                    if isinstance(rid, str):
-                        self.send_json({"v": 1, "id": "cancel-" + rid, "op": "cancel", "params": {"id": rid}})
-                        cancelled = True
                 continue
             header, arrays = msg
             rid = header.get("id")

@@ -8,54 +8,21 @@ The command lines run in one long-lived subprocess (tests/hostile/cli_runner.py:
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import struct
-import subprocess
-import sys
 import zipfile
 import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
-from conftest import COUNTS, ROOT, _limit_memory, child_env, fuzz_settings, outcome
+from conftest import COUNTS, fuzz_settings, outcome
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import hostile_text
 
 
 HERE = Path(__file__).resolve().parent
-
-
-class Runner:
-    def __init__(self, weights: Path):
-        env = child_env()
-        env["NEURAL_COLLAGE_WEIGHTS"] = str(weights)  # import-chainer writes there
-        env["NEURAL_COLLAGE_MAX_NPZ_MB"] = "64"
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "cli_runner.py")], cwd=ROOT, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     preexec_fn=_limit_memory)
-
-    def __call__(self, argv: list[str]) -> dict:
-        COUNTS["cli_runs"] += 1
-        self.proc.stdin.write(json.dumps([str(a) for a in argv]) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        assert line, "the CLI runner died (killed for memory?) on %r" % (argv,)
-        return json.loads(line)
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def runner(tmp_path_factory):
-    r = Runner(tmp_path_factory.mktemp("weights"))
-    yield r
-    r.close()
 
 
 # -- files -----------------------------------------------------------------------------------------------------
