@@ -160,6 +160,10 @@ class PhotoEditor:
         R = self.work_size(crop.side)
         # budgets: what this request will compute, refused before any of it
         self.budgets.check_crop(crop.side)
+        bx, by, bw, bh = crop.inside
+        if not (soft[by:by + bh, bx:bx + bw] > 0).any():
+            raise EditError(f"the selection does not reach into the region ({bx}, {by}, {bw}, {bh}): nothing to "
+                            "edit there")
         if swap is not None:
             self.budgets.check_labels(len(swap.labels))
         self.budgets.check_steps(0 if latent is not None else steps, R, 2 if blend is not None else 1)

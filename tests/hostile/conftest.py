@@ -2,7 +2,7 @@
 raw ZeroMQ DEALER speaking frames by hand, the bridge client as the control, and the CLI run as a subprocess.
 
 Profiles (hypothesis): ``NC_FUZZ_PROFILE=ci`` (the default: fixed seed, small counts, part of the normal test
-run) or ``NC_FUZZ_PROFILE=long`` (random seed, 25x the examples; run on demand:
+run) or ``NC_FUZZ_PROFILE=long`` (random seed, 25x the examples or NC_FUZZ_SCALE x; run on demand:
 ``NC_FUZZ_PROFILE=long .venv/bin/python -m pytest -q -p no:cacheprovider tests/hostile``).
 At the end of a run the suite prints how many hostile messages and files it tried and the engine's peak memory.
 """
@@ -47,10 +47,14 @@ def outcome(key: str) -> None:
 PEAKS: dict[str, int] = {}
 
 
+#: how many times the CI profile's examples the long profile tries (NC_FUZZ_SCALE, default 25)
+SCALE = float(os.environ.get("NC_FUZZ_SCALE", "25"))
+
+
 def fuzz_settings(ci: int, long: int | None = None, **kw) -> settings:
-    """Hypothesis settings of one property: ``ci`` examples with a fixed seed, or ``long`` (default 25 x ci)
-    with a random seed under NC_FUZZ_PROFILE=long."""
-    n = (long or 25 * ci) if LONG else ci
+    """Hypothesis settings of one property: ``ci`` examples with a fixed seed, or ``long`` (default
+    NC_FUZZ_SCALE x ci) with a random seed under NC_FUZZ_PROFILE=long."""
+    n = (long or max(1, int(SCALE * ci))) if LONG else ci
     return settings(max_examples=n, derandomize=not LONG, deadline=None, database=None, print_blob=True,
                     suppress_health_check=list(HealthCheck), **kw)
 

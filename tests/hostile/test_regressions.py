@@ -96,6 +96,17 @@ def test_junk_region_is_bad_input(raw, engine, region):
     assert code in ("bad_input", "bad_request") and "region" in message, message
 
 
+def test_selection_outside_the_region_is_bad_input(raw, engine):
+    """Found by the long fuzz profile: a project whose mask does not reach into its region left Poisson an
+    empty mask (engine_error)."""
+    image = probe_like_image(64, 64, 3, "uint8")
+    mask = np.zeros((64, 64), np.uint8)
+    mask[50:60, 50:60] = 255
+    code, message = error_code(final_of(raw, engine, {"v": 1, "id": "o", "op": "project", "params": {
+        "class": "grass", "steps": 1, "region": [0, 0, 20, 20]}}, {"image": image, "mask": mask}))
+    assert code == "bad_input" and "does not reach into the region" in message, message
+
+
 def test_long_class_name_is_bad_input_and_not_echoed_whole(raw, engine):
     image = probe_like_image(32, 32, 3, "uint8")
     mask = np.full((32, 32), 255, np.uint8)
