@@ -195,7 +195,7 @@ class Array:
 
     ``data`` is a flat byte memoryview (zero-copy over whatever buffer it came from).
     The engine turns it into numpy with
-    ``numpy.frombuffer(a.data, dtype="<" + ...).reshape(a.shape)`` (see engine/server.py).
+    ``numpy.frombuffer(a.data, dtype=NUMPY_DTYPES[a.dtype]).reshape(a.shape)`` (see engine/serve/server.py).
     """
 
     __slots__ = ("data", "dtype", "shape")

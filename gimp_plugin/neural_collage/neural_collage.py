@@ -108,7 +108,7 @@ def _dialog(procedure, config, class_names=None):
 
 
 def _start(drawables, image):
-    """(settings, layer, engine, job-maker) of an edit; the settings file's warning becomes a note."""
+    """(settings, engine, job maker) of an edit on the one picked layer; the settings file's warning becomes a note."""
     Gegl.init(None)
     settings, warning = nc_settings.load()
     layer = gimage.pick_layer(drawables)
