@@ -16,7 +16,16 @@ job runs: they must be cheap and thread-safe.  ``run`` is called on the worker
 thread with read-only numpy arrays (copy before modifying) and must call
 ``job.progress(stage, step, total, loss)`` at every step: it raises
 :class:`JobCancelled` once a cancel was requested.  Bad input -> raise
-``OpError(code, message)``.
+``OpError(code, message)``.  Optional: ``handler.reset()``, called when the
+watchdog replaced a stalled worker (the abandoned job may still hold the
+handler's lock).
+
+No message can stop or wedge the server: whatever a job raises, it gets one
+final reply (``fallback_error`` when even that cannot be encoded); the main
+loop outlives a failing step; a watchdog answers a job that shows no progress
+for ``stall_timeout`` seconds with an error and starts a new worker thread;
+messages are judged from their header before their arrays are kept, and the
+running and waiting jobs hold at most ``max_queue_bytes`` of arrays.
 """
 
 # ruff: noqa: UP031  (printf-style formatting is used on purpose: it reads well with %d/%r)
