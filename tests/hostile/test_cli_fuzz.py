@@ -16,10 +16,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from conftest import COUNTS, fuzz_settings, outcome
+from hostile_harness import COUNTS, fuzz_settings, outcome
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import hostile_text
+from hostile_strategies import hostile_text
 
 
 HERE = Path(__file__).resolve().parent

@@ -13,10 +13,10 @@ import socket
 import struct
 
 import pytest
-from conftest import ENGINE_RSS_BUDGET, Raw, fuzz_settings, outcome, probe_edit, probe_raw
+from hostile_harness import ENGINE_RSS_BUDGET, Raw, fuzz_settings, outcome, probe_edit, probe_raw
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import encode, frame_mutation, hostile_text, image_request, mutated_request, nested
+from hostile_strategies import encode, frame_mutation, hostile_text, image_request, mutated_request, nested
 
 from bridge.protocol import ERROR_CODES
 from bridge.zmtp import frame_header, greeting
@@ -120,7 +120,7 @@ def test_unencodable_text_deep_nesting_and_junk_headers(check, data):
 @given(data=st.data())
 def test_broken_zmtp_streams(engine, data):
     """Raw TCP: junk, a greeting then junk, frames announcing huge sizes, connections cut mid-frame."""
-    from conftest import COUNTS
+    from hostile_harness import COUNTS
     host, port = engine.address[len("tcp://"):].rsplit(":", 1)
     kind = data.draw(st.sampled_from(["junk", "greeting_junk", "huge_frame", "cut", "many_small"]))
     payload = b""

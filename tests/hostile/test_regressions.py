@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ENGINE_RSS_BUDGET, ROOT, _limit_memory, child_env, probe_edit, probe_raw, vm_hwm
-from strategies import encode, probe_like_image, swap_params
+from hostile_harness import ENGINE_RSS_BUDGET, ROOT, _limit_memory, child_env, probe_edit, probe_raw, vm_hwm
+from hostile_strategies import encode, probe_like_image, swap_params
 from test_cli_fuzz import npy_with_header, png_bomb_header, zip_with
 
 
