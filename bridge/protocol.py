@@ -125,6 +125,37 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: the longest part of a received value an error message echoes
+SHOWN_CHARS = 60
+
+
+def short(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for error messages that echo what a peer sent (the
+    repr escapes lone surrogates and control characters, so the message can always be encoded)."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - an error path must never fail on a repr
+        text = "<%s>" % type(value).__name__
+    if len(text) > limit:
+        text = text[:limit] + "... (%d characters)" % len(text)
+    return text
+
+
+def _check_text(header: Any) -> None:
+    """Raise UnicodeEncodeError when a string of a decoded header cannot be UTF-8 encoded: a lone surrogate
+    written as a JSON escape (``"\\ud800"``) decodes to a Python string that no reply could carry."""
+    stack = [header]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _byte_view(data: Any) -> memoryview:
     """A flat, C-ordered, unsigned-byte memoryview of ``data`` (copies only if not contiguous)."""
     view = data if isinstance(data, memoryview) else memoryview(data)
@@ -139,8 +170,8 @@ def check_shape(dtype: Any, shape: Any, limits: Limits = DEFAULT_LIMITS,
                 name: str = "array") -> tuple[str, tuple[int, ...]]:
     """Validate a dtype name and shape against ``limits``; returns (dtype, shape tuple)."""
     if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise ProtocolError(E_BAD_REQUEST, "%s: dtype %r not supported (allowed: %s)"
-                            % (name, dtype, ", ".join(DTYPES)))
+        raise ProtocolError(E_BAD_REQUEST, "%s: dtype %s not supported (allowed: %s)"
+                            % (name, short(dtype), ", ".join(DTYPES)))
     if not isinstance(shape, (list, tuple)):
         raise ProtocolError(E_BAD_REQUEST, f"{name}: shape must be a list of integers")
     if len(shape) > limits.max_dims:
@@ -149,8 +180,8 @@ def check_shape(dtype: Any, shape: Any, limits: Limits = DEFAULT_LIMITS,
     count = 1
     for dim in shape:
         if not _is_int(dim) or dim < 0:
-            raise ProtocolError(E_BAD_REQUEST, "%s: shape %r must hold non-negative integers"
-                                % (name, list(shape)))
+            raise ProtocolError(E_BAD_REQUEST, "%s: shape %s must hold non-negative integers"
+                                % (name, short(list(shape))))
         if dim > limits.max_dim:
             raise ProtocolError(E_TOO_LARGE, "%s: dimension %d exceeds %d" % (name, dim, limits.max_dim))
         count *= dim
@@ -299,9 +330,10 @@ def _dump_json(header: Mapping[str, Any]) -> bytes:
     except ValueError:
         text = json.dumps(_finite(header), separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False)
-    except TypeError as exc:
-        raise ProtocolError(E_BAD_REQUEST, f"header is not JSON-serialisable: {exc}") from None
-    return text.encode("utf-8")
+    except (TypeError, RecursionError) as exc:
+        raise ProtocolError(E_BAD_REQUEST, "header is not JSON-serialisable: %s" % short(str(exc), 200)) from None
+    # text that is not valid Unicode (lone surrogates) goes out as "?": encoding never fails here
+    return text.encode("utf-8", "replace")
 
 
 def encode_message(header: Mapping[str, Any], arrays: Mapping[str, Any] | None = None,
@@ -357,7 +389,12 @@ def decode_header(frame: Any, limits: Limits | None = None) -> dict[str, Any]:
     try:
         header = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ProtocolError(E_BAD_REQUEST, f"header is not UTF-8 JSON: {exc}") from None
+        raise ProtocolError(E_BAD_REQUEST, "header is not UTF-8 JSON: %s" % str(exc)[:200]) from None
+    try:
+        _check_text(header)
+    except UnicodeEncodeError:
+        raise ProtocolError(E_BAD_REQUEST, "header holds text that is not valid Unicode (a lone surrogate "
+                            "escape such as \\ud800)") from None
     if not isinstance(header, dict):
         raise ProtocolError(E_BAD_REQUEST, "header must be a JSON object")
     rid = header.get("id")
@@ -367,8 +404,8 @@ def decode_header(frame: Any, limits: Limits | None = None) -> dict[str, Any]:
         raise ProtocolError(E_BAD_REQUEST, "header 'id' must be a string of at most %d characters"
                             % MAX_ID_LENGTH)
     if header.get("v") != PROTOCOL_VERSION or isinstance(header.get("v"), bool):
-        raise ProtocolError(E_BAD_VERSION, "protocol version %r not supported; this side speaks v%d"
-                            % (header.get("v"), PROTOCOL_VERSION), rid)
+        raise ProtocolError(E_BAD_VERSION, "protocol version %s not supported; this side speaks v%d"
+                            % (short(header.get("v")), PROTOCOL_VERSION), rid)
     params = header.get("params", {})
     if not isinstance(params, dict):
         raise ProtocolError(E_BAD_REQUEST, "'params' must be a JSON object", rid)
@@ -392,7 +429,7 @@ def decode_header(frame: Any, limits: Limits | None = None) -> dict[str, Any]:
             raise ProtocolError(E_BAD_REQUEST, "array 'name' must be a non-empty string of at most %d "
                                 "characters" % MAX_NAME_LENGTH, rid)
         if name in seen:
-            raise ProtocolError(E_BAD_REQUEST, f"array name {name!r} used twice", rid)
+            raise ProtocolError(E_BAD_REQUEST, "array name %s used twice" % short(name), rid)
         seen.add(name)
         try:
             check_shape(desc.get("dtype"), desc.get("shape"), limits, name)

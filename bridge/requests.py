@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .errors import E_BAD_REQUEST, E_UNKNOWN_OP, ProtocolError
-from .protocol import MAX_DIM, PROTOCOL_VERSION
+from .protocol import MAX_DIM, PROTOCOL_VERSION, short
 
 # ---------------------------------------------------------------------------------------------------------
 # Ranges: each defined once
@@ -199,8 +199,15 @@ def _show(value: Any) -> str:
         return repr(value)[:60]
 
 
+#: an error message echoes at most this much of what a client sent (names, values)
+MAX_MESSAGE = 400
+
+
 def _fail(op: str, message: str) -> None:
-    raise ProtocolError(E_BAD_REQUEST, "%s: %s" % (op, message))
+    text = "%s: %s" % (op, message)
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE] + "... (cut)"
+    raise ProtocolError(E_BAD_REQUEST, text)
 
 
 def _read(params: Mapping[str, Any], table: tuple, where: str, op: str) -> dict[str, Any]:
@@ -700,7 +707,7 @@ _SIMPLE = {"hello": HelloRequest, "status": StatusRequest, "cancel": CancelReque
 def parse_request(op: str, params: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> Request:
     """The typed request of one incoming message; raises ProtocolError (unknown_op / bad_request)."""
     if op not in OPS:
-        raise ProtocolError(E_UNKNOWN_OP, "unknown op %r (known: %s)" % (op, ", ".join(OPS)))
+        raise ProtocolError(E_UNKNOWN_OP, "unknown op %s (known: %s)" % (short(op), ", ".join(OPS)))
     if op in _SIMPLE:
         return _SIMPLE[op].from_wire(params, arrays, op)
     return EditRequest.from_wire(params, arrays, op)

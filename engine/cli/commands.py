@@ -9,7 +9,17 @@ import sys
 
 import numpy as np
 
-from engine.cli.files import CLIError, check_output, read_mask, read_photo, write_photo, write_png
+from engine.cli.files import (
+    CLIError,
+    check_depth,
+    check_output,
+    max_image_pixels,
+    read_mask,
+    read_photo,
+    write_atomic,
+    write_photo,
+    write_png,
+)
 
 
 def parse_region(s: str | None):
@@ -238,17 +248,43 @@ def cmd_blend(args) -> int:
     return 0
 
 
-def _load_latent(path: str, device):
+def _load_latent(path: str, bundle):
+    """A latent saved by `project --latent`, read through the bounded .npz reader (no pickle, sizes checked
+    before inflating) and checked against the model: its layout, finite values, a class the model has."""
     import torch
 
+    from engine.models.chainer_import import ChainerImportError, read_npz
     from engine.project.projector import ProjectionResult
 
     try:
-        d = np.load(path)
-        z = torch.from_numpy(d["z"]).to(device)
-        return ProjectionResult(z=z, class_id=int(d["class_id"]), loss=float(d["loss"]), image=None)
-    except (OSError, KeyError, ValueError) as exc:
-        raise CLIError(f"cannot read latent {path}: {exc}") from None
+        d = read_npz(path, max_bytes=64 * 2 ** 20)
+    except ChainerImportError as exc:
+        raise CLIError(f"cannot read latent {str(exc)[:200]}") from None
+    missing = [k for k in ("z", "class_id", "loss") if k not in d]
+    if missing:
+        raise CLIError(f"cannot read latent {path}: it has no {', '.join(missing)} (write it with `project --latent`)")
+    z, cid, loss = d["z"], d["class_id"], d["loss"]
+    shape = tuple(bundle.generator.latent_shape())
+    fits = (z.dtype.kind == "f" and z.ndim == len(shape) + 1 and z.shape[0] == 1 and z.shape[1] == shape[0]
+            and (len(shape) == 1 or (z.ndim == 4 and min(z.shape[2:]) >= 1)))
+    if not fits:
+        raise CLIError(f"cannot use latent {path}: its z has shape {z.shape} ({z.dtype}); this model's latents are "
+                       f"[1, {', '.join(str(v) for v in shape)}]")
+    if not np.isfinite(z).all():
+        raise CLIError(f"cannot use latent {path}: its z holds NaN or infinite values")
+    if cid.size != 1 or cid.dtype.kind not in "iu" or not 0 <= int(cid.reshape(-1)[0]) < len(bundle.class_names):
+        raise CLIError(f"cannot use latent {path}: class_id is not a class of this model")
+    if loss.size != 1 or loss.dtype.kind not in "fiu":
+        raise CLIError(f"cannot use latent {path}: loss is not a number")
+    z_t = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(bundle.generator.device)
+    return ProjectionResult(z=z_t, class_id=int(cid.reshape(-1)[0]), loss=float(loss.reshape(-1)[0]), image=None)
+
+
+def _budgets():
+    """The engine's budgets for a command-line edit: the serve defaults, with the photo size the CLI reads."""
+    from engine.edit.budgets import Budgets
+
+    return Budgets(max_image_pixels=max_image_pixels())
 
 
 def parse_layer_strengths(s: str | None) -> list[float] | None:
@@ -288,12 +324,13 @@ def parse_mode(s: str) -> str:
 
 
 def _photo_edit(args, b, kind: str, layers) -> int:
-    from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
+    from engine.edit.pipeline import BlendSpec, BudgetError, EditError, PhotoEditor, SwapSpec
 
     mode, scale = parse_mode(args.mode), parse_scale(args.scale)
     layer_strengths = parse_layer_strengths(args.layer_strengths)
 
     photo = read_photo(args.input)
+    check_depth(args.output, photo.dtype)
     h, w = photo.shape[:2]
     region = parse_region(getattr(args, "region", None))
     masks = getattr(args, "mask", None) or []
@@ -326,15 +363,19 @@ def _photo_edit(args, b, kind: str, layers) -> int:
             raise CLIError("the reference photo has another size: give --ref-region x,y,w,h")
         blend = BlendSpec(check_strength(args.strength[0] if args.strength else 1.0), layers, parse_shift(args.shift),
                           layer_strengths)
-    latent = _load_latent(args.latent, b.generator.device) if getattr(args, "latent", None) and \
-        os.path.isfile(args.latent) else None
+    latent = _load_latent(args.latent, b) if getattr(args, "latent", None) and os.path.isfile(args.latent) \
+        else None
     try:
-        res = PhotoEditor(b).edit(photo, mask, region=region, swap=swap, blend=blend, reference=reference,
-                                  reference_region=ref_region, source_class=source, steps=args.steps,
-                                  poisson=not args.no_poisson, progress=progress_printer(args.quiet),
-                                  latent=latent, mode=mode, scale=scale)
-    except EditError as exc:
+        res = PhotoEditor(b, budgets=_budgets()).edit(
+            photo, mask, region=region, swap=swap, blend=blend, reference=reference, reference_region=ref_region,
+            source_class=source, steps=args.steps, poisson=not args.no_poisson,
+            progress=progress_printer(args.quiet), latent=latent, mode=mode, scale=scale)
+    except (EditError, BudgetError) as exc:
         raise CLIError(str(exc)) from None
+    except RuntimeError as exc:
+        if latent is None:
+            raise
+        raise CLIError(f"cannot use latent {args.latent} for this region: {str(exc)[:160]}") from None
     write_photo(args.output, res.image)
     loss = "not measured (fast mode)" if res.loss != res.loss else f"{res.loss:.4f}"
     size = (f"rendered at {res.render_size} px, resampled to the {res.crop_size} px crop" if res.resampled
@@ -348,36 +389,53 @@ def cmd_project(args) -> int:
     import torch
 
     from engine.edit.crops import CropError
-    from engine.edit.pipeline import EditError, PhotoEditor, to_model_input
+    from engine.edit.pipeline import BudgetError, EditError, PhotoEditor, to_model_input
 
     check_output(args.output)
+    if args.latent:
+        check_output(args.latent, (".npz",))
     b = load_bundle(args.model, args.device)
     photo = read_photo(args.input)
     region = parse_region(args.region)
-    ed = PhotoEditor(b)
+    ed = PhotoEditor(b, budgets=_budgets())
     try:
+        ed.check(photo, None, None, None, ed.budgets)
         source = class_id(b, args.class_) if args.class_ is not None else None
         if ed.full_resolution:  # at the crop's own size, as the photo edits do
             from engine.edit.render import EditOp, grid_of, render
 
             g = grid_of(b.generator)
             crop = ed.crop_for(photo, None, region, multiple=g)
+            ed.budgets.check_crop(crop.side)
             size = min(crop.side, ed.max_side // g * g)
-            x = to_model_input(crop.extract(photo, size), b.generator.device)
             steps = ed.default_steps() if args.steps is None else args.steps
+            ed.budgets.check_steps(steps, size)
+            x = to_model_input(crop.extract(photo, size), b.generator.device)
             res = ed.full_project(x, source, "calibrated", steps, None, progress_printer(args.quiet))
             res.image = render(b.generator, res.z, EditOp(res.class_id), tile=ed.tile)
         else:
             crop = ed.crop_for(photo, None, region)
+            ed.budgets.check_crop(crop.side)
+            steps = 200 if args.steps is None else args.steps
+            ed.budgets.check_steps(steps, ed.work_size(crop.side))
             x = to_model_input(crop.extract(photo, ed.work_size(crop.side)), b.generator.device)
-            res = ed.projector.project(x, class_id=source, steps=200 if args.steps is None else args.steps,
-                                       progress=progress_printer(args.quiet))
-    except (EditError, CropError) as exc:
+            res = ed.projector.project(x, class_id=source, steps=steps, progress=progress_printer(args.quiet))
+    except (EditError, CropError, BudgetError) as exc:
         raise CLIError(str(exc)) from None
-    write_png(args.output, res.image)
+    # both outputs only after everything succeeded: the latent first (into a temporary name), then the image
     if args.latent:
-        np.savez(args.latent, z=res.z.detach().cpu().numpy(), class_id=res.class_id, loss=res.loss,
-                 crop=np.array(crop.box))
+        def write_latent(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, z=res.z.detach().cpu().numpy(), class_id=res.class_id, loss=res.loss,
+                         crop=np.array(crop.box))
+
+        write_atomic(args.latent, write_latent)
+    try:
+        write_png(args.output, res.image)
+    except CLIError:
+        if args.latent:
+            os.remove(args.latent)
+        raise
     with torch.no_grad():
         mse = float(((res.image - x) ** 2).mean())
     psnr = 10 * np.log10(4.0 / max(mse, 1e-12))
@@ -398,5 +456,5 @@ def cmd_weights(args) -> int:
     if args.action == "import-chainer":
         if not args.arg:
             raise CLIError("give the folder: neural-collage weights import-chainer DIR")
-        return registry.cmd_weights_import_chainer(args.arg)
+        return registry.cmd_weights_import_chainer(args.arg, errors=CLIError)
     return registry.cmd_weights_verify()

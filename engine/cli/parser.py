@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from engine.cli.commands import (
@@ -112,19 +113,42 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def main(argv=None) -> int:
+    """Run one command.  Bad input or a bad output path: one line on stderr, exit code 2, nothing written.  An
+    unexpected failure: one line, exit code 1 (NEURAL_COLLAGE_DEBUG=1 shows its traceback)."""
+    from bridge.requests import STEPS
+
     args = build_parser().parse_args(argv)
-    if getattr(args, "steps", 1) is not None and getattr(args, "steps", 1) < 0:
-        print("neural-collage: error: steps must not be negative", file=sys.stderr)
+    steps = getattr(args, "steps", None)
+    if steps is not None and not STEPS.contains(steps):
+        print(f"neural-collage: error: --steps must be {STEPS.text()}, got {steps}", file=sys.stderr)
         return 2
     try:
         return int(args.fn(args) or 0)
     except CLIError as exc:
-        print(f"neural-collage: error: {exc}", file=sys.stderr)
+        print(f"neural-collage: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neural-collage: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("neural-collage: error: not enough memory for this input: use a smaller image or region",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"neural-collage: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+        if os.environ.get("NEURAL_COLLAGE_DEBUG"):
+            raise
+        print(f"neural-collage: internal error: {type(exc).__name__}: {_one_line(exc, 200)} (please report it; "
+              "NEURAL_COLLAGE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 

@@ -14,7 +14,8 @@ import zmq
 
 from bridge.protocol import DEFAULT_ADDRESS, DEFAULT_LIMITS, Limits, MiB
 from engine.serve.security import ServerConfigError
-from engine.serve.server import DEFAULT_MAX_QUEUE, EngineServer
+from engine.edit.budgets import add_budget_arguments, budgets_from_args
+from engine.serve.server import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, DEFAULT_STALL_TIMEOUT, EngineServer
 
 log = logging.getLogger("neural_collage.server")
 
@@ -37,6 +38,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="largest accepted request in MiB (default %(default)s)")
     parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
                         help="image requests allowed to wait (default %(default)s)")
+    parser.add_argument("--max-queue-mb", type=int, default=DEFAULT_MAX_QUEUE_BYTES // MiB,
+                        help="image data the running and waiting requests may hold together, in MiB; a request "
+                             "beyond it is answered 'busy' (default %(default)s)")
+    parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, metavar="SECONDS",
+                        help="a request that shows no progress for this long is answered with an error and the "
+                             "worker restarted (default %(default)s; 0: never)")
+    add_budget_arguments(parser)
     return parser
 
 
@@ -70,7 +78,9 @@ def serve_main(args: argparse.Namespace, handler_factory: Callable[[argparse.Nam
                           bind=getattr(args, "bind", DEFAULT_ADDRESS), limits=limits,
                           curve_secret_key_file=getattr(args, "curve_secret_key", None),
                           curve_clients=getattr(args, "curve_clients", None),
-                          max_queue=getattr(args, "max_queue", DEFAULT_MAX_QUEUE))
+                          max_queue=getattr(args, "max_queue", DEFAULT_MAX_QUEUE),
+                          max_queue_bytes=int(getattr(args, "max_queue_mb", DEFAULT_MAX_QUEUE_BYTES // MiB)) * MiB,
+                          stall_timeout=float(getattr(args, "stall_timeout", DEFAULT_STALL_TIMEOUT)))
     try:
         server.bind()
     except ServerConfigError as exc:
@@ -156,7 +166,7 @@ def engine_handler(args: argparse.Namespace):
     """The handler `neural-collage serve` runs: the engine on ``--model`` / ``--device``."""
     from engine.serve.handler import Engine
 
-    return Engine(args.model, args.device)
+    return Engine(args.model, args.device, budgets_from_args(args))
 
 
 def cmd_serve(args) -> int:

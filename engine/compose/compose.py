@@ -19,10 +19,15 @@ def compose(image: np.ndarray, patch: np.ndarray, xy: tuple[int, int], mask: np.
     src = place_patch(col, patch, xy)
     if poisson:
         out = poisson_blend(col, src, mask)
-    else:
-        mm = mask[:, :, None]
-        outf = mm * src.astype(np.float64) + (1 - mm) * col.astype(np.float64)
-        out = np.where(mm > 0, cast(outf, image.dtype), col)
+    else:  # a soft paste, computed inside the mask's box only (the photo may be much larger than the selection)
+        out = col.copy()
+        rows = np.flatnonzero((mask > 0).any(axis=1))
+        if rows.size:
+            cols = np.flatnonzero((mask > 0).any(axis=0))
+            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            mm = mask[box][:, :, None]
+            outf = mm * src[box].astype(np.float64) + (1 - mm) * col[box].astype(np.float64)
+            out[box] = np.where(mm > 0, cast(outf, image.dtype), col[box])
     if squeeze:
         out = out[:, :, 0]
     if alpha is not None:

@@ -17,6 +17,7 @@ import torch
 from engine.arrays import PHOTO_DTYPES, mask_weights, plane, split_alpha
 from engine.blend.feature import Reference
 from engine.compose.compose import compose
+from engine.edit.budgets import BudgetError, Budgets, check_finite
 from engine.edit.crops import Crop, CropError, region_from_mask
 from engine.edit.render import EditOp, fully_convolutional, grid_of, render, scale_latent
 from engine.generator import ModelBundle
@@ -37,6 +38,9 @@ CALIBRATION_TILE = {"cpu": 1024, "cuda": 2048}  # calibration tiles (px): bound 
 
 class EditError(ValueError):
     """Bad input for a photo edit; the message is one clear line for the user."""
+
+
+__all__ = ["BlendSpec", "BudgetError", "Budgets", "EditError", "EditResult", "PhotoEditor", "SwapSpec"]
 
 
 @dataclass
@@ -97,8 +101,11 @@ def _soft_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def to_model_input(crop01: np.ndarray, device) -> torch.Tensor:
-    """[R, R, C] in [0, 1] (C = 1 or 3) -> [1, 3, R, R] in [-1, 1]."""
+    """[R, R, C] in [0, 1] (C = 1 or 3) -> [1, 3, R, R] in [-1, 1] (float photos far outside [0, 1] are clipped
+    to [-1, 2] first: finite however large they are)."""
     x = crop01 if crop01.shape[2] == 3 else np.repeat(crop01[:, :, :1], 3, axis=2)
+    if x.dtype.kind == "f" and x.size and (x.min() < -1.0 or x.max() > 2.0):
+        x = np.clip(x, -1.0, 2.0)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float().to(device) * 2.0 - 1.0
 
 
@@ -108,6 +115,13 @@ def from_model_output(x: torch.Tensor, channels: int) -> np.ndarray:
     if channels == 1:
         return (a @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
     return a
+
+
+def check_finite_result(*outputs: np.ndarray | None) -> None:
+    """EditError if a float result holds NaN or infinities (finite input that overflowed on the way)."""
+    for out in outputs:
+        if out is not None and out.dtype.kind == "f" and not np.isfinite(out).all():
+            raise EditError("the edit gave non-finite values: the image's values are too large to process")
 
 
 class PhotoEditor:
@@ -127,7 +141,9 @@ class PhotoEditor:
     (``EditResult.resampled``)."""
 
     def __init__(self, bundle: ModelBundle, cache: ProjectionCache | None = None, max_work_size: int = 128,
-                 max_side: int | None = None, tile: int | None = None, calibration_tile: int | None = None):
+                 max_side: int | None = None, tile: int | None = None, calibration_tile: int | None = None,
+                 budgets: Budgets | None = None):
+        self.budgets = budgets or Budgets()
         self.b = bundle
         self.G = bundle.generator
         self.projector = Projector(bundle)
@@ -212,7 +228,7 @@ class PhotoEditor:
         calibrated mode, receives the fast result before the calibration starts."""
         t_start = time.perf_counter()
         image = np.asarray(image)
-        soft = self.check(image, mask, blend, reference)
+        soft = self.check(image, mask, blend, reference, self.budgets)
         check_options(mode, scale, steps)
         self.check_layer_strengths(swap, blend)
         steps = self.default_steps(mode) if (steps is None or mode == "fast") else steps
@@ -230,6 +246,12 @@ class PhotoEditor:
         color, _alpha = split_alpha(image)
         channels = 1 if color.ndim == 2 or color.shape[2] == 1 else 3
         R = self.work_size(crop.side)
+        # budgets: what this request will compute, refused before any of it
+        self.budgets.check_crop(crop.side)
+        self.check_reaches(soft, crop)
+        if swap is not None:
+            self.budgets.check_labels(len(swap.labels))
+        self.budgets.check_steps(0 if latent is not None else steps, R, 2 if blend is not None else 1)
         dev = self.G.device
         x = to_model_input(crop.extract(image, R), dev)
         t = {"crop": time.perf_counter() - t_start}
@@ -256,6 +278,7 @@ class PhotoEditor:
         result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
         recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
         t["compose"] = time.perf_counter() - t0
+        check_finite_result(result, recon)
         return EditResult(result, recon, cls, float(proj.loss), ref.class_id if ref is not None else None, mode,
                           1.0, crop.side, R, t)
 
@@ -330,6 +353,13 @@ class PhotoEditor:
         S = crop.side
         R = S if self.max_side >= S else self.max_side // g * g  # above max_side: rendered smaller, resampled
         Sc = max(g, int(round(R / scale / g)) * g)  # the size the encoder and the calibration see
+        # budgets: what this request will compute, refused before any of it
+        self.budgets.check_crop(S)
+        self.check_reaches(soft, crop)
+        if swap is not None:
+            self.budgets.check_labels(len(swap.labels))
+        calibrating = mode == "calibrated" and latent is None
+        self.budgets.check_steps(steps if calibrating else 0, Sc, 2 if blend is not None else 1)
         color, _alpha = split_alpha(image)
         channels = 1 if color.ndim == 2 or color.shape[2] == 1 else 3
         x = to_model_input(crop.extract(image, Sc), dev)
@@ -338,6 +368,7 @@ class PhotoEditor:
         xr = None
         if blend is not None:
             rcrop = self.reference_crop(reference, reference_region, crop, soft.shape)
+            self.budgets.check_crop(rcrop.side, "reference region")
             xr = to_model_input(rcrop.extract(np.asarray(reference), Sc), dev)
         t = {"crop": time.perf_counter() - t_start}
         if latent is not None and tuple(latent.z.shape[-2:]) != (Sc // g, Sc // g):
@@ -382,15 +413,25 @@ class PhotoEditor:
         result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
         recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
         t["compose"] = time.perf_counter() - t0
+        check_finite_result(result, recon)
         loss = float(proj.loss) if proj.loss is not None else math.nan
         return EditResult(result, recon, proj.class_id, loss, rproj.class_id if rproj is not None else None, mode,
                           scale, S, R, t, is_preview)
 
     @staticmethod
+    def check_reaches(soft: np.ndarray, crop: Crop) -> None:
+        """EditError unless the selection reaches into the crop's box (a region beside the selection: nothing to
+        edit there)."""
+        bx, by, bw, bh = crop.inside
+        if not (soft[by:by + bh, bx:bx + bw] > 0).any():
+            raise EditError(f"the selection does not reach into the region ({bx}, {by}, {bw}, {bh}): nothing to "
+                            "edit there")
+
+    @staticmethod
     def check(image: np.ndarray, mask: np.ndarray | None, blend: BlendSpec | None,
-              reference: np.ndarray | None) -> np.ndarray:
+              reference: np.ndarray | None, budgets: Budgets | None = None) -> np.ndarray:
         """The selection as H x W weights in [0, 1] (all ones without a mask); EditError for an image, mask or
-        request the edit cannot use."""
+        request the edit cannot use (BudgetError for one over the budgets)."""
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
             raise EditError(f"the image has shape {image.shape}: expected H x W or H x W x C with C in 1-4")
         if image.dtype not in PHOTO_DTYPES:
@@ -398,6 +439,18 @@ class PhotoEditor:
         if blend is not None and reference is None:
             raise EditError("feature blending needs a reference image")
         h, w = image.shape[:2]
+        if budgets is not None:
+            budgets.check_image(h, w)
+            if reference is not None:
+                budgets.check_image(*np.shape(reference)[:2], what="reference")
+        try:
+            check_finite(image, "image")
+            if mask is not None:
+                check_finite(mask, "mask")
+            if reference is not None:
+                check_finite(reference, "reference")
+        except ValueError as exc:
+            raise EditError(str(exc)) from None
         soft = _soft_mask(mask) if mask is not None else np.ones((h, w), np.float32)
         if soft.shape != (h, w):
             raise EditError(f"the mask is {soft.shape[1]}x{soft.shape[0]} but the image is {w}x{h}")
@@ -427,6 +480,10 @@ class PhotoEditor:
         h, w = shape
         regions.append(Region(swap.target, m, swap.strength))
         for c, lab, s in swap.labels:
+            try:
+                check_finite(lab, "label map for class %d" % c)
+            except ValueError as exc:
+                raise EditError(str(exc)) from None
             lab_soft = _soft_mask(lab)
             if lab_soft.shape != (h, w):
                 raise EditError(f"label map for class {c} is {lab_soft.shape[1]}x{lab_soft.shape[0]}, "
@@ -442,6 +499,7 @@ class PhotoEditor:
         by the blend's shift (image pixels, scaled to the crop's resolution)."""
         ref_img = np.asarray(reference)
         rcrop = self.reference_crop(ref_img, reference_region, crop, shape)
+        self.budgets.check_crop(rcrop.side, "reference region")
         xr = to_model_input(rcrop.extract(ref_img, R), m.device)
         rkey = None if cache_key is None else cache_key + ":reference"
         rproj = self.project(xr, reference_class, steps, rkey, progress, stage="reference projection")

@@ -262,16 +262,94 @@ def find_checkpoint(src_dir, component: str) -> str | None:
     return max(found)[1] if found else None
 
 
-def read_npz(path) -> dict[str, np.ndarray]:
+#: What one checkpoint may inflate to in all (the official 256 px generator is about 0.2 GiB); override in MiB with
+#: the environment variable below.  Declared sizes are checked before anything is inflated, and a member never
+#: yields more than its declared size.
+MAX_NPZ_BYTES = 4 * 2 ** 30
+MAX_NPZ_ENV = "NEURAL_COLLAGE_MAX_NPZ_MB"
+#: The longest .npy header read (numpy's own default for untrusted files); a real one has about 100 bytes.
+MAX_NPY_HEADER = 10_000
+_NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: never object (pickle), strings or structured types
+
+
+def max_npz_bytes() -> int:
+    value = os.environ.get(MAX_NPZ_ENV)
+    if not value:
+        return MAX_NPZ_BYTES
+    try:
+        return max(1, int(float(value) * 2 ** 20))
+    except ValueError:
+        raise ChainerImportError(f"{MAX_NPZ_ENV}={value!r} is not a number of MiB") from None
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2 ** 20:.1f} MiB"
+
+
+def _read_npy(fh, size: int, what: str) -> np.ndarray:
+    """One .npy member of ``size`` declared bytes: a bounded header, a numeric dtype, and exactly the bytes the
+    header announces (read into a preallocated array: nothing beyond them is inflated)."""
+    import numpy.lib.format as npf
+
+    try:
+        version = npf.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = npf.read_array_header_1_0(fh, max_header_size=MAX_NPY_HEADER)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npf.read_array_header_2_0(fh, max_header_size=MAX_NPY_HEADER)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+        text = str(exc).split(". ")[0][:160]
+        raise ChainerImportError(f"{what}: unreadable .npy header ({text})") from None
+    if dtype.hasobject or dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None:
+        raise ChainerImportError(f"{what}: arrays of type {dtype} are not weights (object arrays would need pickle; "
+                                 "refused)")
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    nbytes = count * dtype.itemsize
+    data_bytes = size - fh.tell()
+    if nbytes != data_bytes:
+        raise ChainerImportError(f"{what}: the .npy header announces {nbytes} bytes of data, the file holds "
+                                 f"{data_bytes}")
+    arr = np.empty(count, dtype=dtype)
+    got = fh.readinto(arr.view(np.uint8)) if nbytes else 0
+    if got != nbytes:
+        raise ChainerImportError(f"{what}: truncated ({got} of {nbytes} bytes)")
+    if fortran:
+        return arr.reshape(tuple(shape)[::-1]).transpose()
+    return arr.reshape(tuple(shape))
+
+
+def read_npz(path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, bounded: at most ``max_bytes`` (default :func:`max_npz_bytes`) inflated in
+    all, judged from the archive's directory before anything is read; numeric .npy members only (no pickle);
+    headers of at most MAX_NPY_HEADER bytes.  Every problem is a ChainerImportError naming the file."""
+    limit = max_npz_bytes() if max_bytes is None else int(max_bytes)
     if not zipfile.is_zipfile(path):
         raise ChainerImportError(f"{path}: not a readable .npz file (not a zip archive: incomplete download?)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except ValueError as e:  # object arrays (uninitialised Chainer parameters) need pickle: refuse
-        raise ChainerImportError(f"{path}: {e}") from None
-    except (zipfile.BadZipFile, EOFError) as e:
-        raise ChainerImportError(f"{path}: not a readable .npz file ({e})") from None
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            total = sum(i.file_size for i in infos)
+            if total > limit:
+                raise ChainerImportError(
+                    f"{path}: its arrays would inflate to {_mib(total)}, more than the {_mib(limit)} allowed "
+                    f"(set {MAX_NPZ_ENV} to raise the limit if the file is genuine)")
+            out: dict[str, np.ndarray] = {}
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise ChainerImportError(f"{path}: unexpected member {info.filename[:80]!r} (not a .npy array)")
+                key = info.filename[:-4]
+                with zf.open(info) as fh:
+                    out[key] = _read_npy(fh, info.file_size, f"{path}: {key[:80]}")
+            return out
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError, OSError,
+            ValueError) as e:
+        if isinstance(e, ChainerImportError):
+            raise
+        raise ChainerImportError(f"{path}: not a readable .npz file ({str(e)[:160]})") from None
 
 
 def _save(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], path: str, meta: dict) -> str:

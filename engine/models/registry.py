@@ -325,12 +325,16 @@ def cmd_weights_download(name: str) -> int:
         return 1
 
 
-def cmd_weights_import_chainer(src_dir) -> int:
+def cmd_weights_import_chainer(src_dir, errors: type[Exception] | None = None) -> int:
+    """Import the official checkpoints in ``src_dir``; a problem is printed (exit code 1), or raised as
+    ``errors(message)`` (the command line's one-line error)."""
     from engine.models.chainer_import import ChainerImportError, import_chainer_dir
 
     try:
         result = import_chainer_dir(src_dir, log=lambda m: print(f"  {m}"))
     except (ChainerImportError, FileNotFoundError, OSError) as e:
+        if errors is not None:
+            raise errors(str(e)[:300]) from None
         print(f"error: {e}", file=sys.stderr)
         return 1
     parts = ", ".join(result["files"])

@@ -13,19 +13,20 @@ import threading
 import numpy as np
 import torch
 
-from bridge.errors import E_BAD_INPUT, E_MODEL_MISSING, E_UNKNOWN_OP, EngineError
+from bridge.errors import E_BAD_INPUT, E_MODEL_MISSING, E_TOO_LARGE, E_UNKNOWN_OP, EngineError
+from bridge.protocol import short
 from bridge.requests import BlendParams, ClassesRequest, EditReply, EditRequest, SwapParams, parse_request
 from engine import __version__
 from engine.classes import ClassLookupError, resolve_class, search_classes
 from engine.device import select_device
 from engine.generator import parse_layers
-from engine.edit.pipeline import BlendSpec, EditError, EditResult, PhotoEditor, SwapSpec
+from engine.edit.pipeline import BlendSpec, BudgetError, Budgets, EditError, EditResult, PhotoEditor, SwapSpec
 
 BAD_INPUT = E_BAD_INPUT
 
 
 class Engine:
-    def __init__(self, model: str | None = None, device: str = "auto"):
+    def __init__(self, model: str | None = None, device: str = "auto", budgets: Budgets | None = None):
         from engine.models.registry import MissingWeights, load_model
 
         self.device = select_device(device)
@@ -34,9 +35,16 @@ class Engine:
             self.bundle = load_model(self.model_name, self.device)
         except MissingWeights as exc:
             raise EngineError(E_MODEL_MISSING, str(exc)) from None
-        self.editor = PhotoEditor(self.bundle)
+        self.budgets = budgets or Budgets()
+        self.editor = PhotoEditor(self.bundle, budgets=self.budgets)
         self.names = self.bundle.class_names or self.bundle.generator.class_names()
         self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        """Called by the server when its watchdog replaced a stalled worker: the abandoned job may still hold the
+        lock and the editor (its projection cache), so the next jobs get fresh ones (the model is shared)."""
+        self._lock = threading.Lock()
+        self.editor = PhotoEditor(self.bundle, budgets=self.budgets)
 
     # -- cheap, main-thread ops --------------------------------------------------------------------------
     def hello(self) -> dict:
@@ -56,8 +64,8 @@ class Engine:
     # -- jobs --------------------------------------------------------------------------------------------
     def _check_model(self, m: str | None) -> None:
         if m not in (None, "", self.model_name):
-            raise EngineError(BAD_INPUT, f"this engine serves model {self.model_name!r}, not {m!r}: restart it with "
-                                         f"`neural-collage serve --model {m}`")
+            raise EngineError(BAD_INPUT, f"this engine serves model {self.model_name!r}, not {short(m)}: restart it "
+                                         "with `neural-collage serve --model NAME`")
 
     def _class(self, spec, what: str):
         if spec is None or spec == "":
@@ -125,6 +133,8 @@ class Engine:
                     steps=req.steps, poisson=req.poisson, cache_key=req.cache_key,
                     return_recon=req.return_recon, progress=progress, mode=mode, scale=scale,
                     preview=(lambda r: job.preview(*self._reply(req, r, swap).to_wire())) if want_preview else None)
+            except BudgetError as exc:
+                raise EngineError(E_TOO_LARGE, str(exc)) from None
             except EditError as exc:
                 raise EngineError(BAD_INPUT, str(exc)) from None
         return self._reply(req, res, swap)

@@ -16,13 +16,23 @@ job runs: they must be cheap and thread-safe.  ``run`` is called on the worker
 thread with read-only numpy arrays (copy before modifying) and must call
 ``job.progress(stage, step, total, loss)`` at every step: it raises
 :class:`JobCancelled` once a cancel was requested.  Bad input -> raise
-``OpError(code, message)``.
+``OpError(code, message)``.  Optional: ``handler.reset()``, called when the
+watchdog replaced a stalled worker (the abandoned job may still hold the
+handler's lock).
+
+No message can stop or wedge the server: whatever a job raises, it gets one
+final reply (``fallback_error`` when even that cannot be encoded); the main
+loop outlives a failing step; a watchdog answers a job that shows no progress
+for ``stall_timeout`` seconds with an error and starts a new worker thread;
+messages are judged from their header before their arrays are kept, and the
+running and waiting jobs hold at most ``max_queue_bytes`` of arrays.
 """
 
 # ruff: noqa: UP031  (printf-style formatting is used on purpose: it reads well with %d/%r)
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import queue
@@ -41,6 +51,7 @@ from bridge.errors import (
     E_CANCELLED,
     E_ENGINE_ERROR,
     E_LOADING,
+    ERROR_CODES,
     E_TOO_LARGE,
     EngineError,
     ProtocolError,
@@ -56,6 +67,7 @@ from bridge.protocol import (
     decode_header,
     decode_message,
     encode_message,
+    short,
 )
 from bridge.requests import IMAGE_OPS, OPS, validate_request
 from engine.arrays import WIRE_DTYPES
@@ -73,6 +85,10 @@ log = logging.getLogger("neural_collage.server")
 
 SERVER_VERSION = "1.0"
 DEFAULT_MAX_QUEUE = 16
+#: image bytes the waiting and running requests may hold together (``--max-queue-mb``)
+DEFAULT_MAX_QUEUE_BYTES = 512 * MiB
+#: a job that reports no progress for this long is abandoned and the worker restarted (``--stall-timeout``)
+DEFAULT_STALL_TIMEOUT = 120.0
 
 _server_ids = itertools.count(1)
 
@@ -111,6 +127,10 @@ class Job:
         self.loss: float | None = None
         self.cancel_step: int | None = None  # step reached when the cancel was requested
         self._last_sent = 0.0
+        #: when the job last showed life (started, or reported progress): what the watchdog looks at
+        self.last_activity = time.monotonic()
+        self.generation = 0  # the worker that runs it (set when it starts)
+        self.nbytes = sum(len(a.data) for a in arrays.values())
 
     @property
     def key(self) -> tuple[bytes, str]:
@@ -131,6 +151,7 @@ class Job:
 
     def progress(self, stage: str, step: int, total: int, loss: float | None = None) -> None:
         """Report progress; raises JobCancelled if a cancel was requested."""
+        self.last_activity = time.monotonic()
         self.check_cancelled()
         changed = stage != self.stage
         self.stage, self.step, self.total = str(stage), int(step), int(total)
@@ -173,7 +194,8 @@ class EngineServer:
     def __init__(self, handler: Any = None, bind: str = DEFAULT_ADDRESS, log_file: str | None = None,
                  limits: Limits = DEFAULT_LIMITS, curve_secret_key_file: str | None = None,
                  curve_clients: str | None = None, handler_factory: Callable[[], Any] | None = None,
-                 max_queue: int = DEFAULT_MAX_QUEUE, heartbeat_interval: float = HEARTBEAT_INTERVAL):
+                 max_queue: int = DEFAULT_MAX_QUEUE, heartbeat_interval: float = HEARTBEAT_INTERVAL,
+                 max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES, stall_timeout: float = DEFAULT_STALL_TIMEOUT):
         if handler is None and handler_factory is None:
             raise ValueError("EngineServer needs a handler or a handler_factory")
         self.handler = handler
@@ -184,6 +206,8 @@ class EngineServer:
         self.curve_clients = curve_clients
         self._auth: Any = None
         self.max_queue = max_queue
+        self.max_queue_bytes = int(max_queue_bytes)
+        self.stall_timeout = float(stall_timeout)
         self.heartbeat_interval = heartbeat_interval
         self.address: str | None = None   # actual endpoint once bound
         self.state = "loading" if handler is None else "ready"
@@ -198,6 +222,10 @@ class EngineServer:
         self._running: Job | None = None
         self._worker_busy = handler is None  # loading counts as busy
         self._worker: threading.Thread | None = None
+        self._generation = 0   # the current worker's number; messages of an abandoned worker are dropped
+        self._gone: set[bytes] = set()
+        self._handling_gone = False
+        self._restarts = 0
         self._loop_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._stopped = threading.Event()
@@ -315,8 +343,7 @@ class EngineServer:
     def serve_forever(self) -> int:
         """Run the main loop until :meth:`stop`.  Returns the exit code."""
         self.bind()
-        self._worker = threading.Thread(target=self._worker_main, name="nc-engine-worker", daemon=True)
-        self._worker.start()
+        self._start_worker()
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._inbox, zmq.POLLIN)
@@ -324,17 +351,24 @@ class EngineServer:
         try:
             while not self._stop.is_set():
                 wait = max(0.0, min(next_beat - time.monotonic(), 0.2))
-                events = dict(poller.poll(int(wait * 1000) + 1))
-                if self._inbox in events:
-                    self._drain_inbox()
-                if self._router in events:
-                    for _ in range(64):  # fairness with the inbox
-                        if not self._handle_incoming():
-                            break
-                now = time.monotonic()
-                if now >= next_beat:
-                    self._send_heartbeats()
-                    next_beat = now + self.heartbeat_interval
+                try:
+                    events = dict(poller.poll(int(wait * 1000) + 1))
+                    if self._inbox in events:
+                        self._drain_inbox()
+                    if self._router in events:
+                        for _ in range(64):  # fairness with the inbox
+                            if not self._handle_incoming():
+                                break
+                    now = time.monotonic()
+                    self._watchdog(now)
+                    if now >= next_beat:
+                        self._send_heartbeats()
+                        next_beat = now + self.heartbeat_interval
+                except zmq.ContextTerminated:
+                    break
+                except Exception:  # noqa: BLE001 - the loop outlives any bug in one of its steps
+                    log.error("engine main loop error (it goes on):\n%s", traceback.format_exc())
+                    time.sleep(0.01)
         finally:
             self._shutdown()
         return self.exit_code
@@ -370,23 +404,58 @@ class EngineServer:
             return None
         frames: list[Any] = []
         total = 0
-        problem = None
+        problem: tuple[str, str] | None = None
         more = router.getsockopt(zmq.RCVMORE)
         while more:
             frame = router.recv(copy=False)
             more = frame.more
             total += len(frame)
             if problem is not None:
-                continue
+                continue  # dropped as it comes: a refused message's bytes are never kept
             if len(frames) >= self.limits.max_arrays + 1:
-                problem = "too many frames (at most %d arrays)" % self.limits.max_arrays
+                problem = (E_TOO_LARGE, "too many frames (at most %d arrays)" % self.limits.max_arrays)
                 frames = frames[:1]  # keep the header: it may carry the request id
             elif total > self.limits.max_message_bytes:
-                problem = "message larger than %d bytes" % self.limits.max_message_bytes
+                problem = (E_TOO_LARGE, "message larger than %d MiB (the engine's limit: neural-collage serve "
+                           "--max-message-mb)" % (self.limits.max_message_bytes // MiB))
                 frames = frames[:1]
             else:
                 frames.append(frame)
+                if len(frames) == 1 and more:
+                    problem = self._precheck(frame)  # from the header alone, before the arrays are kept
         return identity, frames, problem
+
+    def _precheck(self, header_frame: Any) -> tuple[str, str] | None:
+        """Refuse a message from its header: declared arrays beyond the message limit, or beyond what the queue
+        may still hold.  None when the header is fine or unreadable (full decoding then says why)."""
+        try:
+            header = decode_header(header_frame, self.limits)
+        except ProtocolError:
+            return None
+        declared = 0
+        for desc in header["arrays"]:
+            n = DTYPES_SIZE[desc["dtype"]]
+            for dim in desc["shape"]:
+                n *= dim
+            declared += n
+        if declared > self.limits.max_message_bytes:
+            return (E_TOO_LARGE, "the request's arrays hold %.1f MiB, more than the engine accepts (%d MiB: "
+                    "neural-collage serve --max-message-mb)" % (declared / MiB, self.limits.max_message_bytes // MiB))
+        if header.get("op") in IMAGE_OPS:
+            return self._queue_room(declared)
+        return None
+
+    def _held_bytes(self) -> int:
+        jobs = ([self._running] if self._running else []) + list(self._waiting)
+        return sum(job.nbytes for job in jobs)
+
+    def _queue_room(self, nbytes: int) -> tuple[str, str] | None:
+        held = self._held_bytes()
+        if held and held + nbytes > self.max_queue_bytes:
+            return (E_BUSY, "the engine is busy: its queue holds %.0f MiB of images and this request would pass "
+                    "the %d MiB limit (neural-collage serve --max-queue-mb); try again when it is done"
+                    % (held / MiB, self.max_queue_bytes // MiB))
+        return None
 
     def _handle_incoming(self) -> bool:
         got = self._recv_request()
@@ -398,7 +467,7 @@ class EngineServer:
         try:
             if problem is not None:
                 rid = self._peek_id(frames)
-                raise ProtocolError(E_TOO_LARGE, problem, rid)
+                raise ProtocolError(problem[0], problem[1], rid)
             if not frames:
                 raise ProtocolError(E_BAD_REQUEST, "empty message (expected a JSON header frame)")
             header, arrays = decode_message(frames, self.limits)
@@ -411,19 +480,20 @@ class EngineServer:
         except ProtocolError as exc:
             rid = exc.request_id if exc.request_id is not None else rid
             self.stats["errors"] += 1
-            log.info("rejected request %r from %s: %s", rid, identity.hex(), exc)
+            log.info("rejected request %s from %s: %s", short(rid), identity.hex(), short(str(exc), 300))
             self._reply_error(identity, rid, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001 - never let the loop die
             self.stats["errors"] += 1
-            log.error("internal error on request %r: %s\n%s", rid, exc, traceback.format_exc())
-            self._reply_error(identity, rid, E_ENGINE_ERROR, f"{type(exc).__name__}: {exc}")
+            log.error("internal error on request %s: %s\n%s", short(rid), short(exc, 300), traceback.format_exc())
+            self._reply_error(identity, rid, E_ENGINE_ERROR, "%s: %s" % (type(exc).__name__, short(str(exc), 300)))
         return True
 
     @staticmethod
     def _peek_id(frames: list[Any]) -> str | None:
         """The request id of a message rejected before full decoding, if it can be read."""
         try:
-            return decode_header(frames[0]).get("id")
+            rid = decode_header(frames[0]).get("id")
+            return rid if isinstance(rid, str) else None
         except ProtocolError as exc:
             return exc.request_id
         except (IndexError, TypeError):
@@ -469,17 +539,39 @@ class EngineServer:
         info.update({
             "protocol_version": PROTOCOL_VERSION,
             "server_version": SERVER_VERSION,
-            "state": self.state,
+            "state": self._state(),
+            "worker": self._worker_info(),
             "pid": os.getpid(),
             "ops": list(OPS),
-            "limits": self.limits.as_dict(),
+            "limits": dict(self.limits.as_dict(), max_queue_bytes=self.max_queue_bytes),
             "heartbeat_interval": self.heartbeat_interval,
+            "stall_timeout": self.stall_timeout,
         })
         return info
 
+    def _state(self) -> str:
+        """"loading", "ready" (the worker is alive: idle or running a job), "stalled" (the worker died or hangs and
+        is being replaced) or "failed" (the model could not be loaded)."""
+        if self.state != "ready":
+            return self.state
+        if self._worker is not None and not self._worker.is_alive():
+            return "stalled"
+        return "ready"
+
+    def _worker_info(self) -> dict[str, Any]:
+        job = self._running
+        return {
+            "alive": bool(self._worker is not None and self._worker.is_alive()),
+            "busy": job is not None,
+            "restarts": self._restarts,
+            "since_progress": None if job is None else round(time.monotonic() - job.last_activity, 3),
+            "stall_timeout": self.stall_timeout,
+        }
+
     def _status(self, identity: bytes) -> dict[str, Any]:
         return {
-            "state": self.state,
+            "state": self._state(),
+            "worker": self._worker_info(),
             "running": self._running.describe(identity) if self._running is not None else None,
             "queue_length": len(self._waiting),
             "queue": [job.describe(identity) for job in self._waiting],
@@ -507,6 +599,9 @@ class EngineServer:
         if len(self._waiting) >= self.max_queue:
             raise ProtocolError(E_BUSY, "the engine is busy: %d requests are waiting" % len(self._waiting),
                                 job.id)
+        full = self._queue_room(job.nbytes)
+        if full is not None:
+            raise ProtocolError(full[0], full[1], job.id)
         self._waiting.append(job)
         self.stats["jobs"] += 1
         if not self._start_next():
@@ -519,14 +614,15 @@ class EngineServer:
         job = self._waiting.popleft()
         self._running = job
         self._worker_busy = True
-        job.started = time.monotonic()
+        job.started = job.last_activity = time.monotonic()
+        job.generation = self._generation
         self._reply(job.identity, job.id, "heartbeat", {})  # acknowledgement: it runs now
         self._work.put(job)
         self._send_positions()
         return True
 
     def _send_positions(self) -> None:
-        for position, job in enumerate(self._waiting, 1):
+        for position, job in enumerate(list(self._waiting), 1):
             self._reply(job.identity, job.id, "queued", {"position": position})
 
     def _send_heartbeats(self) -> None:
@@ -535,21 +631,40 @@ class EngineServer:
             self._reply(job.identity, job.id, "heartbeat", {})
 
     def _client_gone(self, identity: bytes) -> None:
-        if self._running is not None and self._running.identity == identity:
-            log.info("client of running job %s went away: cancelling it", self._running.id)
-            self._running.cancel()
-        gone = [job for job in self._waiting if job.identity == identity]
-        for job in gone:
-            self._waiting.remove(job)
-        if gone:
-            log.info("dropped %d queued job(s) of a client that went away", len(gone))
-            self._send_positions()
+        """Cancel the running job and drop the queued ones of a client that went away.  Telling the others their
+        new queue positions may find more clients gone: those are handled in the same loop, not recursively
+        (many clients leaving at once would otherwise recurse through _send_positions)."""
+        self._gone.add(identity)
+        if self._handling_gone:
+            return
+        self._handling_gone = True
+        try:
+            while self._gone:
+                dropped = 0
+                while self._gone:
+                    ident = self._gone.pop()
+                    if self._running is not None and self._running.identity == ident:
+                        log.info("client of running job %s went away: cancelling it", short(self._running.id))
+                        self._running.cancel()
+                    gone = [job for job in self._waiting if job.identity == ident]
+                    for job in gone:
+                        self._waiting.remove(job)
+                    dropped += len(gone)
+                if dropped:
+                    log.info("dropped %d queued job(s) of clients that went away", dropped)
+                    self._send_positions()
+        finally:
+            self._handling_gone = False
 
     # -- outgoing ---------------------------------------------------------
     def _reply(self, identity: bytes, rid: str | None, kind: str, params: dict[str, Any],
                arrays: dict[str, Any] | None = None) -> None:
-        frames = encode_message({"v": PROTOCOL_VERSION, "id": rid, "type": kind, "params": params},
-                                arrays, _REPLY_LIMITS)
+        try:
+            frames = encode_message({"v": PROTOCOL_VERSION, "id": rid, "type": kind, "params": params},
+                                    arrays, _REPLY_LIMITS)
+        except Exception as exc:  # noqa: BLE001 - a reply that cannot be encoded becomes an error that can
+            log.error("reply %s to %s could not be encoded: %s", kind, short(rid), short(str(exc), 300))
+            frames = fallback_error(rid, E_ENGINE_ERROR, "the engine could not encode its %s reply" % kind)
         self._send(identity, frames)
 
     def _reply_error(self, identity: bytes, rid: str | None, code: str, message: str) -> None:
@@ -558,6 +673,8 @@ class EngineServer:
     def _send(self, identity: bytes, frames: list[Any]) -> None:
         try:
             self._router.send_multipart([identity] + list(frames), flags=zmq.NOBLOCK, copy=False)
+        except (TypeError, ValueError) as exc:  # frames that are not buffers: never the loop's end
+            log.error("send failed: %s", short(str(exc), 300))
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
                 self._client_gone(identity)
@@ -573,13 +690,14 @@ class EngineServer:
             except zmq.Again:
                 return
             kind = msg[0].bytes
-            if kind == b"send":
-                self._send(msg[1].bytes, msg[2:])
-            elif kind == b"final":
-                self._send(msg[1].bytes, msg[2:])
-                self._running = None
-                self._worker_busy = False
-                self._start_next()
+            if kind in (b"send", b"final"):
+                if int(msg[1].bytes) != self._generation:
+                    continue  # from a worker abandoned by the watchdog: its job was answered already
+                self._send(msg[2].bytes, msg[3:])
+                if kind == b"final":
+                    self._running = None
+                    self._worker_busy = False
+                    self._start_next()
             elif kind == b"ready":
                 self.state = "ready"
                 self._worker_busy = False
@@ -603,33 +721,89 @@ class EngineServer:
                   arrays: dict[str, Any] | None = None) -> None:
         frames = encode_message({"v": PROTOCOL_VERSION, "id": job.id, "type": kind, "params": params},
                                 arrays, _REPLY_LIMITS)
-        self._outbox_send([b"send", job.identity] + frames)
+        self._outbox_send([b"send", b"%d" % job.generation, job.identity] + frames)
 
-    def _worker_main(self) -> None:
+    def _start_worker(self) -> None:
+        """A worker thread with its own job queue (numbered: a replaced worker's late messages are dropped)."""
+        self._work = queue.Queue()
+        gen = self._generation
+        self._worker = threading.Thread(target=self._worker_main, args=(gen, self._work),
+                                        name="nc-engine-worker-%d" % gen, daemon=True)
+        self._worker.start()
+
+    def _watchdog(self, now: float) -> None:
+        """Replace a worker that died, or that runs a job which has shown no progress for ``stall_timeout``."""
+        if self.state != "ready" or self._worker is None:
+            return
+        job = self._running
+        if not self._worker.is_alive():
+            self._restart_worker("the engine's worker stopped", job)
+        elif job is not None and self.stall_timeout > 0 and now - job.last_activity > self.stall_timeout:
+            self._restart_worker("the engine's worker stalled: no progress for %.0f s on this request" %
+                                 (now - job.last_activity), job)
+
+    def _restart_worker(self, why: str, job: Job | None) -> None:
+        self._restarts += 1
+        self._generation += 1
+        log.warning("%s%s: abandoned it and started worker %d (restart %d)", why,
+                    " (%s %s)" % (job.op, short(job.id)) if job is not None else "", self._generation,
+                    self._restarts)
+        if job is not None:
+            job.cancel()  # should it ever wake up, it stops at its next step
+            self._reply_error(job.identity, job.id, E_ENGINE_ERROR,
+                              why + "; it was abandoned and the worker restarted (see the engine log)")
+            job.arrays = {}
+        old = self._work
+        self._running = None
+        self._worker_busy = False
+        reset = getattr(self.handler, "reset", None)
+        if callable(reset):
+            try:
+                reset()
+            except Exception as exc:  # noqa: BLE001 - a broken reset must not stop the restart
+                log.error("handler.reset() failed: %s", short(str(exc), 300))
+        self._start_worker()
+        old.put(None)  # the abandoned worker ends when (if) it comes back
+        self._start_next()
+
+    def _worker_main(self, generation: int = 0, work: queue.Queue | None = None) -> None:
+        work = work if work is not None else self._work
         if self.handler is None:
             try:
                 self.handler = self.handler_factory()
             except BaseException as exc:  # noqa: BLE001 - reported, then the server stops
                 log.error("loading the engine failed:\n%s", traceback.format_exc())
-                self._outbox_send([b"failed", (f"{type(exc).__name__}: {exc}").encode()])
+                self._outbox_send([b"failed", short(f"{type(exc).__name__}: {exc}", 500).encode("utf-8", "replace")])
                 return
             self._outbox_send([b"ready"])
+        tag = b"%d" % generation
         while True:
-            job = self._work.get()
+            job = work.get()
             if job is None:
                 break
-            frames = self._run_job(job)
+            try:
+                frames = self._run_job(job)
+            except BaseException as exc:  # noqa: BLE001 - whatever a job raises, its final reply goes out
+                log.error("%s %s failed outside the handler: %s", job.op, short(job.id), short(repr(exc), 300))
+                frames = fallback_error(job.id, E_ENGINE_ERROR, "the engine failed on this request (%s)"
+                                        % type(exc).__name__)
             job.arrays = {}
             # the final reply and "job done" travel together: no heartbeat can follow a result
-            self._outbox_send([b"final", job.identity] + frames)
+            try:
+                self._outbox_send([b"final", tag, job.identity] + frames)
+            except zmq.ZMQError:  # the server is shutting down
+                break
 
     def _run_job(self, job: Job) -> list[Any]:
-        """Run one job; returns the frames of its final reply."""
+        """Run one job; returns the frames of its final reply (never raises)."""
         t0 = time.monotonic()
 
         def error(code: str, message: str) -> list[Any]:
-            return encode_message({"v": PROTOCOL_VERSION, "id": job.id, "type": "error",
-                                   "params": {"code": code, "message": message}})
+            try:
+                return encode_message({"v": PROTOCOL_VERSION, "id": job.id, "type": "error",
+                                       "params": {"code": code, "message": message}})
+            except Exception:  # noqa: BLE001 - e.g. a code that is not text
+                return fallback_error(job.id, E_ENGINE_ERROR, "the engine failed on this request")
 
         try:
             arrays = {name: to_numpy(arr) for name, arr in job.arrays.items()}
@@ -646,18 +820,51 @@ class EngineServer:
             log.info("%s %s done in %.2f s", job.op, job.id, time.monotonic() - t0)
             return frames
         except JobCancelled:
-            log.info("%s %s cancelled at step %d/%d", job.op, job.id, job.step, job.total)
+            log.info("%s %s cancelled at step %d/%d", job.op, short(job.id), job.step, job.total)
             return error(E_CANCELLED, "cancelled at step %d of %d" % (job.step, job.total))
         except OpError as exc:
-            log.info("%s %s rejected: %s", job.op, job.id, exc)
-            return error(exc.code, exc.message)
-        except Exception as exc:  # noqa: BLE001 - any engine failure becomes an error reply
-            log.error("%s %s failed:\n%s", job.op, job.id, traceback.format_exc())
-            return error(E_ENGINE_ERROR, f"{type(exc).__name__}: {exc}")
+            code = exc.code if exc.code in ERROR_CODES else E_ENGINE_ERROR
+            log.info("%s %s rejected: %s", job.op, short(job.id), short(str(exc), 300))
+            return error(code, clip(str(exc.message), 500))
+        except MemoryError:
+            log.error("%s %s ran out of memory", job.op, short(job.id))
+            return error(E_TOO_LARGE, "the engine ran out of memory on this request: send a smaller image or "
+                         "region")
+        except BaseException as exc:  # noqa: BLE001 - any engine failure becomes an error reply
+            log.error("%s %s failed:\n%s", job.op, short(job.id), traceback.format_exc())
+            return error(E_ENGINE_ERROR, "%s: %s" % (type(exc).__name__, short(str(exc), 300)))
 
 
 _REPLY_LIMITS = Limits(max_header_bytes=16 * MiB, max_message_bytes=1 << 34, max_elements=1 << 32,
                        max_arrays=256)
+DTYPES_SIZE = {"uint8": 1, "uint16": 2, "float32": 4, "int64": 8, "float64": 8}
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters (an error message never carries a whole hostile value)."""
+    return text if len(text) <= limit else text[:limit] + "... (%d characters)" % len(text)
+
+
+def fallback_error(rid: Any, code: str, message: str) -> list[bytes]:
+    """The frames of an error reply, built so that they cannot fail: ASCII JSON, an id only when it is text that
+    can be encoded, a code from ERROR_CODES."""
+    if not isinstance(rid, str):
+        rid = None
+    else:
+        try:
+            rid.encode("utf-8")
+        except UnicodeEncodeError:
+            rid = None
+    if code not in ERROR_CODES:
+        code = E_ENGINE_ERROR
+    try:
+        message = clip(str(message), 1000).encode("utf-8", "replace").decode("utf-8")
+        text = json.dumps({"v": PROTOCOL_VERSION, "id": rid, "type": "error", "arrays": [],
+                           "params": {"code": code, "message": message}}, ensure_ascii=True)
+    except Exception:  # noqa: BLE001 - e.g. a message that is not text
+        text = json.dumps({"v": PROTOCOL_VERSION, "id": rid, "type": "error", "arrays": [],
+                           "params": {"code": code, "message": "the engine failed on this request"}})
+    return [text.encode("ascii", "replace")]
 
 
 def to_numpy(arr: Array) -> np.ndarray:

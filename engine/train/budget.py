@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from engine.train.gan import save_atomic
+from engine.train.gan import load_checkpoint, save_atomic
 
 
 def resume(ck_path: Path, parts: dict, optional: tuple[str, ...] = ()) -> tuple[int, float]:
@@ -18,7 +18,7 @@ def resume(ck_path: Path, parts: dict, optional: tuple[str, ...] = ()) -> tuple[
     already spent.  Parts named in ``optional`` may be missing from an older checkpoint (they keep their state)."""
     if not ck_path.exists():
         return 0, 0.0
-    ck = torch.load(ck_path, map_location="cpu", weights_only=False)  # our own training checkpoint
+    ck = load_checkpoint(ck_path)
     for name, part in parts.items():
         if name in ck or name not in optional:
             part.load_state_dict(ck[name])
@@ -120,6 +120,6 @@ class FollowCheckpoint:
         if mtime == self.seen:
             return False
         self.seen = mtime
-        ck = torch.load(self.path, map_location="cpu", weights_only=False)
+        ck = load_checkpoint(self.path)
         self.module.load_state_dict(trained_weights(ck, self.name))
         return True

@@ -21,10 +21,11 @@ import torch
 from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
 from engine.project.projector import feature_psi, manifold_projection_loss
 from engine.train.budget import resume, set_step_size, train_for
+from engine.train.gan import load_checkpoint
 
 
 def load_gan(run: Path) -> tuple[ResNetGenerator, SNResNetProjectionDiscriminator, SNGANConfig]:
-    ck = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=False)  # our own training checkpoint
+    ck = load_checkpoint(run / "ckpt.pt")
     cfg = SNGANConfig.from_dict(ck["config"])
     G, D = ResNetGenerator(cfg), SNResNetProjectionDiscriminator(cfg)
     G.load_state_dict(ck["G_ema"])

@@ -29,10 +29,41 @@ def default_config(n_classes: int, class_names: list[str]) -> SNGANConfig:
                        class_names=list(class_names))
 
 
-def save_atomic(obj, path: Path) -> None:
+#: The checkpoint key holding, as one JSON string, every top-level value that is not a state dict (iteration
+#: count, minutes spent, the config): torch.load(weights_only=True) then reads the whole file without unpickling
+#: arbitrary objects.
+META_KEY = "meta_json"
+
+
+def _holds_tensors(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_tensors(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensors(v) for v in value)
+    return False
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """Write a training checkpoint atomically: state dicts (modules, optimisers) as tensors, everything else at
+    the top level as JSON under META_KEY (see :func:`load_checkpoint`)."""
+    meta = {k: v for k, v in obj.items() if not _holds_tensors(v)}
+    out = {k: v for k, v in obj.items() if k not in meta}
+    out[META_KEY] = json.dumps(meta)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
+    torch.save(out, tmp)
     os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by :func:`save_atomic` (or an older one holding only tensors and plain Python
+    values), read with ``torch.load(weights_only=True)``: no arbitrary object is ever unpickled."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    meta = ck.pop(META_KEY, None)
+    if meta is not None:
+        ck.update(json.loads(meta))
+    return ck
 
 
 @torch.no_grad()
@@ -86,7 +117,7 @@ def main(argv=None) -> None:
     it, spent = 0, 0.0
     ckpt_path = out / "ckpt.pt"
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # our own checkpoint
+        ck = load_checkpoint(ckpt_path)
         G.load_state_dict(ck["G"])
         D.load_state_dict(ck["D"])
         G_ema.load_state_dict(ck["G_ema"])

@@ -1,4 +1,5 @@
 """engine/train/budget.py: the encoder and A/B stages' resumable, time-budgeted loop."""
+import pytest
 import torch
 
 from engine.train import budget
@@ -142,3 +143,29 @@ def test_set_step_size_overrides_the_resumed_lr_and_adds_the_average(tmp_path):
     avg2 = budget.set_step_size(ck, parts2, "net", torch.optim.Adam(parts2["net"].parameters()), 1e-3, 0.9)
     assert float(avg2.module.bias.detach()) == 7.0  # the checkpoint's average, not the weights
     assert budget.trained_weights(torch.load(ck, weights_only=False), "net")["bias"].item() == 7.0
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("unpickled!",))
+
+
+def test_checkpoints_load_without_unpickling_objects(tmp_path):
+    """Training checkpoints hold tensors only (what is not a tensor is JSON): they load with weights_only=True,
+    and a checkpoint carrying a pickled object is refused instead of run."""
+    from engine.train.gan import META_KEY, load_checkpoint
+
+    ck = tmp_path / "stage.pt"
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    budget.save(ck, {"net": net, "opt": opt}, 7, 42.5)
+    raw = torch.load(ck, weights_only=True)
+    assert isinstance(raw[META_KEY], str) and "it" not in raw
+    loaded = load_checkpoint(ck)
+    assert loaded["it"] == 7 and loaded["spent"] == 42.5 and torch.equal(loaded["net"]["weight"], net.weight)
+    fresh = {"net": torch.nn.Linear(2, 1), "opt": torch.optim.Adam(torch.nn.Linear(2, 1).parameters())}
+    assert budget.resume(ck, fresh) == (7, 42.5)
+    bad = tmp_path / "evil.pt"
+    torch.save({"net": net.state_dict(), "it": _Evil()}, bad)
+    with pytest.raises(Exception, match="(?i)weights only|unpickl|global"):
+        load_checkpoint(bad)
