@@ -691,6 +691,14 @@ def show_dialog(procedure, config, classes=None):
 
         def answer():
             sys.stderr.write(f"NC_DIALOG {procedure.get_name()} shown, answering {auto}\n")
+            hook = os.environ.get("NEURAL_COLLAGE_TEST_HOOK")  # e.g. the e2e tests' screenshot + widget dump
+            if hook:
+                try:
+                    import runpy
+
+                    runpy.run_path(hook, init_globals={"dialog": dialog, "procedure_name": procedure.get_name()})
+                except Exception:  # noqa: BLE001 - the test sees the traceback and the missing files
+                    traceback.print_exc()
             dialog.response(response)
             return False
 
