@@ -64,6 +64,15 @@ def test_plugin_shape():
     assert "image.remove_layer(new)" in fn
 
 
+def test_plugin_compares_enums_by_value():
+    """GIMP 3.2's PyGObject (>= 3.52) makes GI enums Python IntEnums: their names and str() differ from GIMP
+    3.0's stack, so the plug-in never reads an enum's text."""
+    for path in sorted(PLUGIN.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for needle in (".value_name", ".value_nick", "str(Gimp.", "repr(Gimp."):
+            assert needle not in text, f"{path.name} reads an enum's text ({needle})"
+
+
 def test_plugin_imports_no_heavy_modules_at_runtime(tmp_path):
     """Import the helper modules in a fresh interpreter and check nothing heavy came along."""
     code = (f"import sys; sys.path.insert(0, {str(PLUGIN)!r}); sys.path.insert(0, {str(ROOT)!r}); "

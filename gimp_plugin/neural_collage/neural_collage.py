@@ -217,9 +217,19 @@ def layer_box(layer):
     return (ox, oy, layer.get_width(), layer.get_height())
 
 
+def precision_key(precision):
+    """'u8', 'u16' or 'float' for a Gimp.Precision, compared by value: PyGObject >= 3.52 (GIMP 3.2's stack)
+    makes GI enums Python IntEnums whose names and text differ from 3.50's (GIMP 3.0's)."""
+    p = Gimp.Precision
+    if precision in (p.U8_LINEAR, p.U8_NON_LINEAR, p.U8_PERCEPTUAL):
+        return "u8"
+    if precision in (p.U16_LINEAR, p.U16_NON_LINEAR, p.U16_PERCEPTUAL):
+        return "u16"
+    return "float"  # 32-bit integer, half, float and double images travel as float32
+
+
 def pixel_format(image, drawable):
-    key = px.precision_key(image.get_precision().value_name)
-    return px.PixelFormat(drawable.is_gray(), drawable.has_alpha(), key)
+    return px.PixelFormat(drawable.is_gray(), drawable.has_alpha(), precision_key(image.get_precision()))
 
 
 def feature_region(layer):
