@@ -73,6 +73,18 @@ def test_plugin_compares_enums_by_value():
             assert needle not in text, f"{path.name} reads an enum's text ({needle})"
 
 
+def test_plugin_checks_pdb_results():
+    """From GIMP 3.2.6 a failing PDB call prints nothing: the plug-in looks at the status of every call that
+    has one (no discarded 'ok' of get_offsets / Selection.bounds, the result layer's calls wrapped)."""
+    text = (PLUGIN / "neural_collage.py").read_text(encoding="utf-8")
+    assert "_ok, " not in text
+    fn = text[text.index("def insert_result"):text.index("def run_edit")]
+    for call in ("checked(started", "checked(Gimp.Layer.new(", "checked(image.insert_layer(",
+                 "checked(new.set_offsets(", "checked(new.update("):
+        assert call in fn, call
+    assert "if started:\n            image.undo_group_end()" in fn
+
+
 def test_plugin_imports_no_heavy_modules_at_runtime(tmp_path):
     """Import the helper modules in a fresh interpreter and check nothing heavy came along."""
     code = (f"import sys; sys.path.insert(0, {str(PLUGIN)!r}); sys.path.insert(0, {str(ROOT)!r}); "

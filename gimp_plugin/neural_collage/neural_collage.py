@@ -197,9 +197,23 @@ def _rect(box):
     return Gegl.Rectangle.new(int(box[0]), int(box[1]), int(box[2]), int(box[3]))
 
 
+def checked(result, what):
+    """``result`` of a libgimp (PDB) call, or a UserError when the call failed (False or None): from GIMP 3.2.6
+    a failing call prints nothing, so every result is looked at."""
+    if result is None or result is False:
+        raise UserError(f"GIMP could not {what}. The image was left as it was.")
+    return result
+
+
+def offsets(drawable):
+    ok, ox, oy = drawable.get_offsets()
+    checked(ok, f"read the offsets of '{drawable.get_name()}'")
+    return ox, oy
+
+
 def read_buffer(drawable, box_image, fmt):
     """Pixels of ``drawable`` under an image-space box, as bytes in babl format ``fmt`` (zero outside)."""
-    _ok, ox, oy = drawable.get_offsets()
+    ox, oy = offsets(drawable)
     return bytes(drawable.get_buffer().get(_rect(px.to_layer(box_image, (ox, oy))), 1.0, fmt,
                                            Gegl.AbyssPolicy.NONE))
 
@@ -213,7 +227,7 @@ def read_channel(channel, box):
 
 
 def layer_box(layer):
-    _ok, ox, oy = layer.get_offsets()
+    ox, oy = offsets(layer)
     return (ox, oy, layer.get_width(), layer.get_height())
 
 
@@ -261,8 +275,8 @@ def selection_region(image):
     """The selection's bounding box (image coordinates) or None when nothing is selected."""
     if Gimp.Selection.is_empty(image):
         return None
-    res = Gimp.Selection.bounds(image)
-    _ok, non_empty, x1, y1, x2, y2 = res
+    ok, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    checked(ok, "read the selection's bounds")
     if not non_empty or x2 <= x1 or y2 <= y1:
         return None
     return px.box_from_bounds(x1, y1, x2, y2)
@@ -510,18 +524,23 @@ def insert_result(image, layer, box, arr, name, write_mask=None):
     else:
         itype = Gimp.ImageType.RGBA_IMAGE if alpha else Gimp.ImageType.RGB_IMAGE
     data = bytes(arr.data)
+    position = image.get_item_position(layer)
+    if position < 0:
+        raise UserError(f"GIMP could not find the layer '{layer.get_name()}' in the image.")
     Gimp.context_push()
-    image.undo_group_start()
+    started = image.undo_group_start()
     new = None
     try:
-        new = Gimp.Layer.new(image, name, w, h, itype, 100.0, Gimp.LayerMode.NORMAL)
-        image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
-        new.set_offsets(int(box[0]), int(box[1]))
+        checked(started, "start an undo group")
+        new = checked(Gimp.Layer.new(image, name, w, h, itype, 100.0, Gimp.LayerMode.NORMAL),
+                      "create the result layer")
+        checked(image.insert_layer(new, layer.get_parent(), position), "insert the result layer")
+        checked(new.set_offsets(int(box[0]), int(box[1])), "place the result layer")
         buf = new.get_buffer()
         if write_mask is None:
             buf.set(_rect((0, 0, w, h)), babl, data)
         else:
-            _ok, ox, oy = layer.get_offsets()
+            ox, oy = offsets(layer)
             layer.get_buffer().copy(_rect(px.to_layer(box, (ox, oy))), Gegl.AbyssPolicy.NONE, buf,
                                     _rect((0, 0, w, h)))
             stride = w * bpp
@@ -533,17 +552,18 @@ def insert_result(image, layer, box, arr, name, write_mask=None):
                                      for r in range(rh))
                 buf.set(_rect((x, y, rw, rh)), babl, chunk)
         buf.flush()
-        new.update(0, 0, w, h)
+        checked(new.update(0, 0, w, h), "update the result layer")
     except Exception:
         if new is not None:
             try:
-                if new.get_image() is not None:
-                    image.remove_layer(new)
+                if new.get_image() is not None and not image.remove_layer(new):
+                    sys.stderr.write("Neural Collage: GIMP could not remove the unfinished result layer\n")
             except Exception:  # noqa: BLE001 - keep the original error
                 traceback.print_exc()
         raise
     finally:
-        image.undo_group_end()
+        if started:
+            image.undo_group_end()
         Gimp.context_pop()
     return new
 
