@@ -131,7 +131,10 @@ class Gimp:
         finally:
             timer.cancel()
         t.join(5)
-        return rc, "".join(out_lines), "".join(err_lines)
+        out, err = "".join(out_lines), "".join(err_lines)
+        for name, text in (("gimp_stdout.log", out), ("gimp_stderr.log", err)):  # for a look after a failure
+            (profile.parent / name).write_text(text, errors="replace")
+        return rc, out, err
 
 
 def _chroot_ready(root: str) -> bool:
@@ -293,9 +296,12 @@ class Engine:
                 self.proc.wait(5)
 
 
-def plugin_processes() -> list:
-    """PIDs of the processes running the Neural Collage plug-in (GIMP starts one per call; a chroot shares the
-    host's process table)."""
+def plugin_processes(gimp: Gimp, profile: Path) -> list:
+    """PIDs of the processes running the Neural Collage plug-in installed in ``profile`` by the GIMP of
+    ``gimp`` (GIMP starts one per call; a chroot shares the host's process table). Only this run's: the
+    machine may run other GIMP sessions with the same plug-in at the same time, which must not be touched."""
+    script = gimp.inside(profile / "plug-ins" / "neural_collage" / "neural_collage.py").encode()
+    root = os.path.realpath(gimp.root or "/")
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -303,14 +309,15 @@ def plugin_processes() -> list:
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 argv = fh.read().split(b"\0")
+            proc_root = os.path.realpath(f"/proc/{entry}/root")
         except OSError:
             continue
-        if any(a.endswith(b"plug-ins/neural_collage/neural_collage.py") for a in argv):
+        if script in argv and proc_root == root:
             pids.append(int(entry))
     return pids
 
 
-def cancel_like_gimp(engine: Engine, total: int, timeout: float = 120.0) -> dict:
+def cancel_like_gimp(engine: Engine, total: int, gimp: Gimp, profile: Path, timeout: float = 120.0) -> dict:
     """Do what GIMP does when the user presses Cancel on a plug-in's progress: it kills the plug-in process
     (gimp_plug_in_progress_cancel_callback -> gimp_plug_in_close(plug_in, TRUE) in GIMP's
     app/plug-in/gimpplugin-progress.c). Waits until the engine reports progress on a stage of ``total`` steps
@@ -329,7 +336,7 @@ def cancel_like_gimp(engine: Engine, total: int, timeout: float = 120.0) -> dict
             time.sleep(0.05)
         if info["job"] is None:
             return info
-        for pid in plugin_processes():
+        for pid in plugin_processes(gimp, profile):
             try:
                 os.kill(pid, signal.SIGKILL)
                 info["killed"].append(pid)

@@ -116,7 +116,7 @@ def run(gimp, tmp_path_factory):
         cancel_info: dict = {}
 
         def cancel() -> None:
-            cancel_info.update(harness.cancel_like_gimp(engine, CANCEL_STEPS))
+            cancel_info.update(harness.cancel_like_gimp(engine, CANCEL_STEPS, gimp, profile))
 
         cancel_thread = threading.Thread(target=cancel, daemon=True)
 
