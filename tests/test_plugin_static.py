@@ -73,6 +73,18 @@ def test_plugin_compares_enums_by_value():
             assert needle not in text, f"{path.name} reads an enum's text ({needle})"
 
 
+def test_plugin_imports_ui_only_when_interactive():
+    """GimpUi and Gtk are imported inside the dialog functions only, never at module level (GIMP's own 3.2
+    plug-ins do the same): a non-interactive call needs no display."""
+    tree = ast.parse((PLUGIN / "neural_collage.py").read_text(encoding="utf-8"))
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top for a in n.names}
+    assert "Gimp" in names and not names & {"GimpUi", "Gtk", "Gdk"}, names
+    inner = {a.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+             for n in ast.walk(f) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert "GimpUi" in inner
+
+
 def test_plugin_checks_pdb_results():
     """From GIMP 3.2.6 a failing PDB call prints nothing: the plug-in looks at the status of every call that
     has one (no discarded 'ok' of get_offsets / Selection.bounds, the result layer's calls wrapped)."""
