@@ -20,6 +20,8 @@ Environment:
   NC_E2E_ENGINE=fake|real|auto   stand-in engine (tests/e2e/fake_engine.py) or the real one
                         (python3 -m engine.cli serve --model default); auto = real when the default model's
                         weights are in engine/weights/default and torch/pyzmq/safetensors import, else fake
+  NC_E2E_CASES          comma-separated case names of test_gimp_e2e.build_cases to run (the others' tests skip):
+                        a shortcut for slow machines; unset (CI) runs everything
   NC_E2E_MODEL          model the real engine serves (default "default")
   NC_E2E_SAVE_DOCS=1    write before/after PNGs and the dialog screenshots to docs/gimp/
   NC_E2E_GIMP_TIMEOUT   seconds for the whole GIMP batch run (default 300, 1500 with the real engine)
