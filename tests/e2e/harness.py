@@ -394,11 +394,12 @@ def plugin_processes(gimp: Gimp, profile: Path) -> list:
     return pids
 
 
-def cancel_like_gimp(engine: Engine, total: int, gimp: Gimp, profile: Path, timeout: float = 120.0) -> dict:
+def cancel_like_gimp(engine: Engine, total: int, gimp: Gimp, profile: Path, timeout: float = 900.0) -> dict:
     """Do what GIMP does when the user presses Cancel on a plug-in's progress: it kills the plug-in process
     (gimp_plug_in_progress_cancel_callback -> gimp_plug_in_close(plug_in, TRUE) in GIMP's
     app/plug-in/gimpplugin-progress.c). Waits until the engine reports progress on a stage of ``total`` steps
-    (the projection; the real engine may search the class first), kills the plug-in,
+    (the projection; the real engine may search the class first, which took over 2 minutes on a loaded
+    2-core machine: hence up to ``timeout`` = 15 minutes; it returns as soon as the progress shows), kills the plug-in,
     then measures how long the engine takes to be idle again (it should notice that its client went away and
     cancel the job, not compute it to the end)."""
     info = {"job": None, "killed": [], "engine_idle_after": None}

@@ -139,7 +139,7 @@ def run(gimp, tmp_path_factory):
         def on_line(line):
             if line.strip() == "NC_STOP_ENGINE":
                 if cancel_thread.ident is not None:  # the cancel case comes first: its job must be over
-                    cancel_thread.join(150)
+                    cancel_thread.join(1100)  # cancel_like_gimp: up to 900 s for progress, 120 s to idle
                 engine.stop()
                 (work / "engine_stopped").write_text("1")
             elif line.strip() == "NC_CANCEL_NEXT":
