@@ -5,26 +5,31 @@
     python3 install.py --with-torch         # also pip install torch (--torch-spec, default torch==2.13.0)
     python3 install.py --no-venv            # use this Python for the engine, install nothing with pip
     python3 install.py --gimp-dir DIR       # a GIMP profile dir (the one holding plug-ins/), repeatable
-    python3 install.py --check              # GIMP profile, plug-in, engine: one OK/FAIL line each
+    python3 install.py --newest-only        # only the newest GIMP 3.x profile of each kind (native, Flatpak, Snap)
+    python3 install.py --check              # per GIMP version: profile, plug-in, settings; then the engine
     python3 install.py --uninstall          # remove the plug-in (and with --purge the engine venv)
     python3 install.py --dry-run ...        # say what would be done, change nothing
 
 Standard library only, no admin rights, idempotent (running it again refreshes everything in place and
 keeps the user's settings unless options override them).
 
-GIMP profiles searched (3.0 and 3.2), unless --gimp-dir or GIMP3_DIRECTORY names one:
+GIMP keeps one profile per minor version (3.0, 3.2, 3.4, ...; 3.2 copies the 3.0 folder once, on its first
+start, and ignores it afterwards). Every existing 3.x folder of every kind gets the plug-in (--newest-only:
+the newest of each kind), unless --gimp-dir or GIMP3_DIRECTORY names the profile:
   Linux    $XDG_CONFIG_HOME/GIMP/3.x (~/.config), Flatpak ~/.var/app/org.gimp.GIMP/config/GIMP/3.x,
            Snap ~/snap/gimp/current/.config/GIMP/3.x
   Windows  %APPDATA%\\GIMP\\3.x
   macOS    ~/Library/Application Support/GIMP/3.x
 A profile counts when its folder exists (GIMP was started once); when none exists but a GIMP 3 program is
-on PATH, the native profile for 3.0 is created.
+on PATH, the native profile of its version (gimp-3.2 -> 3.2; else 3.0) is created. --check reports each
+version's profile, plug-in (and whether its files match this checkout) and settings.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -56,50 +61,134 @@ def platform_name(platform: str | None = None) -> str:
     return "linux"
 
 
-def candidate_profiles(platform: str | None = None, env=None, home: str | None = None) -> list:
-    """[(label, profile dir)] where GIMP 3 keeps its profile on this platform, newest version last."""
+PROFILE_KINDS = {
+    # platform: [(kind, folder that holds GIMP's per-version folders, as a function of (env, home))]
+    "linux": [
+        ("", lambda env, home: os.path.join(env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"), "GIMP")),
+        ("Flatpak", lambda env, home: os.path.join(home, ".var", "app", "org.gimp.GIMP", "config", "GIMP")),
+        ("Snap", lambda env, home: os.path.join(home, "snap", "gimp", "current", ".config", "GIMP")),
+    ],
+    "windows": [
+        ("", lambda env, home: os.path.join(env.get("APPDATA") or os.path.join(home, "AppData", "Roaming"),
+                                            "GIMP")),
+    ],
+    "macos": [
+        ("", lambda env, home: os.path.join(home, "Library", "Application Support", "GIMP")),
+    ],
+}
+VERSION_DIR = re.compile(r"^3\.(\d{1,3})$")  # GIMP keeps one profile per minor version: 3.0, 3.2, 3.4, ...
+
+
+def version_key(version: str) -> tuple:
+    """'3.10' > '3.4' > '3.2': compare minor versions as numbers."""
+    return tuple(int(p) for p in version.split("."))
+
+
+def profile_label(version: str, kind: str = "") -> str:
+    return f"GIMP {version}" + (f" ({kind})" if kind else "")
+
+
+def profile_roots(platform: str | None = None, env=None, home: str | None = None) -> list:
+    """[(kind, GIMP folder)] that hold GIMP 3's per-version profile folders on this platform."""
     env = os.environ if env is None else env
     home = home or env.get("HOME") or os.path.expanduser("~")
-    plat = platform_name(platform)
+    return [(kind, where(env, home)) for kind, where in PROFILE_KINDS[platform_name(platform)]]
+
+
+def candidate_profiles(platform: str | None = None, env=None, home: str | None = None,
+                       versions=GIMP_VERSIONS) -> list:
+    """[(label, profile dir)] for the released versions ``versions`` (where they would be; the search itself
+    finds any 3.x folder, see scan_profiles), native kind first, newest version last within a kind."""
+    return [(profile_label(v, kind), os.path.join(root, v))
+            for kind, root in profile_roots(platform, env, home) for v in versions]
+
+
+def scan_profiles(platform: str | None = None, env=None, home: str | None = None) -> list:
+    """[(label, profile dir, kind, version)] of every existing GIMP/3.x folder of every profile kind, in the
+    order of PROFILE_KINDS, oldest version first within a kind."""
     out = []
-    for ver in GIMP_VERSIONS:
-        if plat == "windows":
-            appdata = env.get("APPDATA") or os.path.join(home, "AppData", "Roaming")
-            out.append((f"GIMP {ver}", os.path.join(appdata, "GIMP", ver)))
-        elif plat == "macos":
-            out.append((f"GIMP {ver}", os.path.join(home, "Library", "Application Support", "GIMP", ver)))
-        else:
-            xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-            out.append((f"GIMP {ver}", os.path.join(xdg, "GIMP", ver)))
-            out.append((f"GIMP {ver} (Flatpak)",
-                        os.path.join(home, ".var", "app", "org.gimp.GIMP", "config", "GIMP", ver)))
-            out.append((f"GIMP {ver} (Snap)",
-                        os.path.join(home, "snap", "gimp", "current", ".config", "GIMP", ver)))
+    for kind, root in profile_roots(platform, env, home):
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        versions = sorted((n for n in names if VERSION_DIR.match(n) and os.path.isdir(os.path.join(root, n))),
+                          key=version_key)
+        out.extend((profile_label(v, kind), os.path.join(root, v), kind, v) for v in versions)
     return out
 
 
+def newest_per_kind(found: list) -> list:
+    """Of scan_profiles' entries, the newest version of each profile kind (each kind is its own GIMP
+    installation: a distribution's GIMP 3.0 and a Flatpak 3.2 both stay usable)."""
+    best = {}
+    for entry in found:
+        kind, version = entry[2], entry[3]
+        if kind not in best or version_key(version) > version_key(best[kind][3]):
+            best[kind] = entry
+    return [e for e in found if best.get(e[2]) is e]
+
+
+PROGRAM = re.compile(r"^gimp(?:-console)?-3\.(\d{1,3})(?:\.exe)?$")
+
+
 def gimp_program() -> str | None:
-    for name in ("gimp-3.2", "gimp-3.0", "gimp-3", "gimp", "gimp-console-3.0"):
+    """A GIMP 3 program on PATH: the highest gimp-3.N / gimp-console-3.N, else gimp-3 / gimp."""
+    best = None
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for name in names:
+            m = PROGRAM.match(name)
+            path = os.path.join(folder, name)
+            if m and os.access(path, os.X_OK) and (best is None or int(m.group(1)) > best[0]):
+                best = (int(m.group(1)), path)
+    if best:
+        return best[1]
+    for name in ("gimp-3", "gimp", "gimp-console-3", "gimp-console"):
         path = shutil.which(name)
         if path:
             return path
     return None
 
 
-def find_profiles(gimp_dirs=None, platform=None, env=None, home=None, create=True) -> list:
+def program_version(program: str | None) -> str:
+    """'3.N' of a GIMP program from its name (gimp-3.2) or the name it links to (gimp -> gimp-3.2), else
+    GIMP_VERSIONS[0]."""
+    for path in (program or "", os.path.realpath(program) if program else ""):
+        m = PROGRAM.match(os.path.basename(path))
+        if m:
+            return f"3.{int(m.group(1))}"
+    return GIMP_VERSIONS[0]
+
+
+def dir_label(path: str, how: str) -> str:
+    """Label of a profile named by --gimp-dir or GIMP3_DIRECTORY: its version when the folder says it."""
+    name = os.path.basename(os.path.normpath(path))
+    return f"GIMP {name} ({how})" if VERSION_DIR.match(name) else how
+
+
+def find_profiles(gimp_dirs=None, platform=None, env=None, home=None, create=True, newest_only=False) -> list:
     """[(label, profile dir)] to install into. ``gimp_dirs`` (from --gimp-dir) win, then GIMP3_DIRECTORY,
-    then every existing standard profile; with none, the native 3.0 profile if a GIMP program exists."""
+    then every existing GIMP/3.x folder of every kind (``newest_only``: the newest per kind); with none, the
+    native profile of the GIMP program on PATH (its version from its name, else 3.0)."""
     env = os.environ if env is None else env
     if gimp_dirs:
-        return [("--gimp-dir", profile_dir(d)) for d in gimp_dirs]
+        return [(dir_label(profile_dir(d), "--gimp-dir"), profile_dir(d)) for d in gimp_dirs]
     if env.get("GIMP3_DIRECTORY"):
-        return [("GIMP3_DIRECTORY", env["GIMP3_DIRECTORY"])]
-    cands = candidate_profiles(platform, env, home)
-    found = [(label, d) for label, d in cands if os.path.isdir(d)]
+        return [(dir_label(env["GIMP3_DIRECTORY"], "GIMP3_DIRECTORY"), env["GIMP3_DIRECTORY"])]
+    found = scan_profiles(platform, env, home)
+    if newest_only:
+        found = newest_per_kind(found)
     if found or not create:
-        return found
-    if gimp_program():
-        return [cands[0]]
+        return [(label, d) for label, d, _kind, _v in found]
+    prog = gimp_program()
+    if prog:
+        version = program_version(prog)
+        kind, root = profile_roots(platform, env, home)[0]
+        return [(profile_label(version, kind), os.path.join(root, version))]
     return []
 
 
@@ -290,6 +379,52 @@ def engine_hello(address: str, timeout: float = 5.0):
     return True, f"version {p.get('engine_version', '?')} on {p.get('device', '?')}, models {models}"
 
 
+def outdated_files(dest: str) -> list:
+    """Installed files (relative paths) that are missing or differ from this checkout's."""
+    out = []
+    for src, rel, _exe in plugin_files():
+        path = os.path.join(dest, rel)
+        if not os.path.isfile(path) or _read(path) != _read(src):
+            out.append(rel)
+    return out
+
+
+def check_profile(label: str, prof: str, line):
+    """The check lines of one GIMP profile, each naming its version; returns its settings (None: no
+    plug-in)."""
+    if not os.path.isdir(prof):
+        line(False, f"{label}: profile {prof} does not exist")
+        return None
+    line(True, f"{label}: profile {prof}")
+    dest = plugin_dir(prof)
+    main = os.path.join(dest, PLUGIN_MAIN)
+    if not os.path.isfile(main):
+        line(False, f"{label}: plug-in {main} missing (run install.py)")
+        return None
+    ok = os.access(main, os.X_OK)
+    line(ok, f"{label}: plug-in {main}" + ("" if ok else " not executable (run install.py)"))
+    bridge = os.path.join(dest, "bridge")
+    line(os.path.isfile(os.path.join(bridge, "client.py")), f"{label}: bridge {bridge}")
+    stale = outdated_files(dest)
+    if stale:
+        shown = ", ".join(stale[:4]) + (", ..." if len(stale) > 4 else "")
+        line(False, f"{label}: {len(stale)} plug-in files differ from this checkout ({shown}); run install.py "
+                    "again")
+    else:
+        line(True, f"{label}: plug-in files match this checkout")
+    spath = os.path.join(dest, nc_settings.FILE_NAME)
+    settings, warning = nc_settings.load(spath)
+    exists = os.path.isfile(spath)
+    why = f" ({warning})" if warning else ("" if exists else " missing")
+    line(warning is None and exists, f"{label}: settings {spath}{why}")
+    if settings["engine_command"]:
+        exe = settings["engine_command"][0]
+        auto = "on" if settings["auto_start"] else "off"
+        cmd = nc_settings.format_command(settings["engine_command"])
+        line(os.path.isfile(exe) or bool(shutil.which(exe)), f"{label}: engine command {cmd} (auto-start {auto})")
+    return settings
+
+
 def check(args, out=None) -> int:
     """One line per check: OK / FAIL / -- (information). Returns 0 when nothing failed."""
     out = out or sys.stdout
@@ -302,33 +437,24 @@ def check(args, out=None) -> int:
         tag = {True: "OK  ", False: "FAIL", None: "--  "}[ok]
         print(f"{tag} {text}", file=out)
 
-    profiles = find_profiles(args.gimp_dir, create=False)
+    profiles = find_profiles(args.gimp_dir, create=False, newest_only=getattr(args, "newest_only", False))
     prog = gimp_program()
     line(None if prog is None else True,
-         "GIMP program: " + (prog or "not on PATH (normal for Flatpak, Snap, Windows and macOS)"))
+         "GIMP program: " + (f"{prog} (GIMP {program_version(prog)})" if prog else
+                             "not on PATH (normal for Flatpak, Snap, Windows and macOS)"))
     if not profiles:
         line(False, "GIMP 3 profile: none found (start GIMP 3 once, or pass --gimp-dir)")
     addresses = []
+    installed, missing = [], []
     for label, prof in profiles:
-        line(os.path.isdir(prof), f"GIMP 3 profile ({label}): {prof}")
-        dest = plugin_dir(prof)
-        main = os.path.join(dest, PLUGIN_MAIN)
-        ok = os.path.isfile(main) and os.access(main, os.X_OK)
-        why = "" if ok else (" not executable" if os.path.isfile(main) else " missing")
-        line(ok, f"plug-in: {main}{why}")
-        bridge = os.path.join(dest, "bridge")
-        line(os.path.isfile(os.path.join(bridge, "client.py")), f"bridge: {bridge}")
-        spath = os.path.join(dest, nc_settings.FILE_NAME)
-        settings, warning = nc_settings.load(spath)
-        exists = os.path.isfile(spath)
-        why = f" ({warning})" if warning else ("" if exists else " missing")
-        line(warning is None and exists, f"settings: {spath}{why}")
-        addresses.append(settings["address"])
-        if settings["engine_command"]:
-            exe = settings["engine_command"][0]
-            auto = "on" if settings["auto_start"] else "off"
-            cmd = nc_settings.format_command(settings["engine_command"])
-            line(os.path.isfile(exe) or bool(shutil.which(exe)), f"engine command: {cmd} (auto-start {auto})")
+        ok_before = failures
+        settings = check_profile(label, prof, line)
+        (installed if failures == ok_before else missing).append(label)
+        if settings is not None:
+            addresses.append(settings["address"])
+    if profiles:
+        line(None, "plug-in ready in: " + (", ".join(installed) or "none")
+             + ("; problems in: " + ", ".join(missing) if missing else ""))
     if args.address:
         addresses = [args.address]
     for address in sorted(set(addresses or [nc_settings.default_address()])):
@@ -383,6 +509,9 @@ def main(argv=None) -> int:
                     help="let the plug-in start the engine when it does not answer (default)")
     ap.add_argument("--no-auto-start", dest="auto_start", action="store_false")
     ap.add_argument("--model", help="model the engine uses (default: the engine's default)")
+    ap.add_argument("--newest-only", action="store_true",
+                    help="install into (or --check) only the newest GIMP 3.x profile of each kind (native, "
+                         "Flatpak, Snap) instead of every version found; --uninstall always removes it from all")
     ap.add_argument("--check", action="store_true", help="check GIMP, the plug-in and the engine")
     ap.add_argument("--check-timeout", type=float, default=5.0, help=argparse.SUPPRESS)
     ap.add_argument("--uninstall", action="store_true", help="remove the plug-in from the GIMP profiles")
@@ -396,11 +525,11 @@ def main(argv=None) -> int:
     if args.uninstall:
         return uninstall(args, inst)
 
-    profiles = find_profiles(args.gimp_dir)
+    profiles = find_profiles(args.gimp_dir, newest_only=args.newest_only)
     if not profiles:
+        looked = [os.path.join(root, "3.x") + (f" ({kind})" if kind else "") for kind, root in profile_roots()]
         print("No GIMP 3 profile found. Start GIMP 3 once (so it creates its profile), or pass "
-              "--gimp-dir DIR. Looked in:\n  " + "\n  ".join(d for _l, d in candidate_profiles()),
-              file=sys.stderr)
+              "--gimp-dir DIR. Looked in:\n  " + "\n  ".join(looked), file=sys.stderr)
         return 2
     if not os.path.isfile(os.path.join(BRIDGE_SRC, "client.py")):
         print(f"bridge/client.py is missing from {REPO}: incomplete checkout", file=sys.stderr)
@@ -430,7 +559,7 @@ def main(argv=None) -> int:
     if args.auto_start is not None:
         update["auto_start"] = args.auto_start
     for label, prof in profiles:
-        inst.say(f"GIMP profile ({label}): {prof}")
+        inst.say(f"{label} profile: {prof}")
         first = not os.path.isfile(os.path.join(plugin_dir(prof), nc_settings.FILE_NAME))
         up = dict(update)
         if args.auto_start is None and first:

@@ -90,6 +90,95 @@ def test_find_profiles(tmp_path, monkeypatch):
         ("GIMP 3.0", str(tmp_path / "empty/Library/Application Support/GIMP/3.0"))]
 
 
+# every profile layout of every platform, each with GIMP 3.0, 3.2 and 3.4 folders (and things that are not
+# GIMP 3 profiles: 2.10, a backup copy, a file named like a version, a 3.x placeholder)
+LAYOUTS = {
+    "linux": [("", ".config/GIMP"), ("Flatpak", ".var/app/org.gimp.GIMP/config/GIMP"),
+              ("Snap", "snap/gimp/current/.config/GIMP")],
+    "linux-xdg": [("", "xdg/GIMP")],
+    "win32": [("", "AppData/Roaming/GIMP")],
+    "darwin": [("", "Library/Application Support/GIMP")],
+}
+VERSIONS = ("3.0", "3.2", "3.4")
+
+
+def fake_profiles(home: Path, layout: str, versions=VERSIONS) -> dict:
+    """Make the profile tree of ``layout`` under ``home``; returns {label: profile dir} of the real ones."""
+    made = {}
+    for kind, rel in LAYOUTS[layout]:
+        root = home / rel
+        for v in versions:
+            (root / v / "plug-ins").mkdir(parents=True, exist_ok=True)
+            made[f"GIMP {v}" + (f" ({kind})" if kind else "")] = str(root / v)
+        (root / "2.10" / "plug-ins").mkdir(parents=True, exist_ok=True)
+        (root / "3.2.bak").mkdir(exist_ok=True)
+        (root / "3.x").mkdir(exist_ok=True)
+        (root / "3.6").write_text("not a folder")
+    return made
+
+
+def layout_env(home: Path, layout: str) -> tuple:
+    """(platform, env) for find_profiles."""
+    if layout == "win32":
+        return "win32", {"APPDATA": str(home / "AppData" / "Roaming")}
+    if layout == "linux-xdg":
+        return "linux", {"XDG_CONFIG_HOME": str(home / "xdg")}
+    return layout, {}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_3x_profile_of_every_layout_is_found(tmp_path, monkeypatch, layout):
+    monkeypatch.setattr(inst, "gimp_program", lambda: None)
+    home = tmp_path / "home"
+    made = fake_profiles(home, layout)
+    platform, env = layout_env(home, layout)
+    found = inst.find_profiles(None, platform, env, str(home))
+    assert found == list(made.items())  # kinds in order, oldest version first within a kind
+    newest = inst.find_profiles(None, platform, env, str(home), newest_only=True)
+    assert newest == [(label, d) for label, d in made.items() if label.startswith("GIMP 3.4")]
+    assert len(newest) == len(LAYOUTS[layout])  # one per kind (each kind is its own GIMP installation)
+    # a later minor version needs no change to install.py
+    for _kind, rel in LAYOUTS[layout]:
+        (home / rel / "3.10").mkdir()
+    newest = inst.find_profiles(None, platform, env, str(home), newest_only=True)
+    assert [d for _l, d in newest] == [str(home / rel / "3.10") for _k, rel in LAYOUTS[layout]]
+    # --gimp-dir and GIMP3_DIRECTORY still override the search
+    assert inst.find_profiles(["/p/GIMP/3.2/plug-ins"], platform, env, str(home)) == [
+        ("GIMP 3.2 (--gimp-dir)", "/p/GIMP/3.2")]
+    assert inst.find_profiles(None, platform, dict(env, GIMP3_DIRECTORY="/g"), str(home)) == [
+        ("GIMP3_DIRECTORY", "/g")]
+
+
+def test_newest_per_kind_mixes_installations(tmp_path, monkeypatch):
+    """A distribution's GIMP 3.0 next to a Flatpak 3.2 and 3.4: --newest-only keeps 3.0 and 3.4."""
+    monkeypatch.setattr(inst, "gimp_program", lambda: None)
+    home = tmp_path / "h"
+    (home / ".config/GIMP/3.0").mkdir(parents=True)
+    for v in ("3.4", "3.2"):
+        (home / ".var/app/org.gimp.GIMP/config/GIMP" / v).mkdir(parents=True)
+    assert [label for label, _d in inst.find_profiles(None, "linux", {}, str(home), newest_only=True)] == [
+        "GIMP 3.0", "GIMP 3.4 (Flatpak)"]
+
+
+def test_program_version(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("gimp-3.0", "gimp-console-3.2", "gimp-3.10"):
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    (bin_dir / "gimp-3.12").write_text("not executable")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert inst.gimp_program() == str(bin_dir / "gimp-3.10")
+    assert inst.program_version(inst.gimp_program()) == "3.10"
+    (bin_dir / "gimp").symlink_to(bin_dir / "gimp-console-3.2")
+    assert inst.program_version(str(bin_dir / "gimp")) == "3.2"
+    assert inst.program_version("/usr/bin/gimp-nonesuch") == "3.0"
+    # no profile yet: the native profile of that program's version is created
+    monkeypatch.setattr(inst, "gimp_program", lambda: str(bin_dir / "gimp-console-3.2"))
+    assert inst.find_profiles(None, "linux", {}, str(tmp_path / "empty")) == [
+        ("GIMP 3.2", str(tmp_path / "empty/.config/GIMP/3.2"))]
+
+
 def test_no_profile_is_an_error(tmp_path):
     res = run_install(tmp_path / "nohome", "--no-venv", env_extra={"PATH": "/nonexistent"})
     assert res.returncode == 2
@@ -196,6 +285,93 @@ def test_gimp_dir_and_env_profile(tmp_path):
     assert (prof2 / "plug-ins/neural_collage/neural_collage.py").is_file()
 
 
+def as_platform(monkeypatch, home: Path, layout: str):
+    """Run install.py's main() in this process as if on ``layout``'s platform with HOME=home."""
+    platform, env = layout_env(home, layout)
+    real = inst.platform_name
+    monkeypatch.setattr(inst, "platform_name", lambda p=None: real(p or platform))
+    monkeypatch.setattr(inst, "gimp_program", lambda: None)
+    monkeypatch.setattr(inst, "engine_hello", lambda address, timeout=5.0: (True, "version x on cpu"))
+    for k in ("GIMP3_DIRECTORY", "XDG_CONFIG_HOME", "APPDATA"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+@needs_bridge
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_install_check_uninstall_every_version(tmp_path, monkeypatch, capsys, layout):
+    home = tmp_path / "home"
+    made = fake_profiles(home, layout)
+    as_platform(monkeypatch, home, layout)
+    assert inst.main(["--no-venv", "--address", "tcp://127.0.0.1:6001"]) == 0
+    out = capsys.readouterr().out
+    for label, prof in made.items():
+        main = Path(prof) / "plug-ins/neural_collage/neural_collage.py"
+        assert main.is_file() and main.stat().st_mode & stat.S_IXUSR, label
+        assert f"{label} profile: {prof}" in out
+    for _kind, rel in LAYOUTS[layout]:  # not GIMP 3 profiles: left alone
+        assert not (home / rel / "2.10/plug-ins/neural_collage").exists()
+        assert list((home / rel / "3.2.bak").iterdir()) == []
+
+    assert inst.main(["--check"]) == 0
+    out = capsys.readouterr().out
+    for label in made:
+        assert f"OK   {label}: plug-in files match this checkout" in out
+        assert f"OK   {label}: settings " in out
+    assert "--   plug-in ready in: " + ", ".join(made) in out
+
+    # one version lacks the plug-in, another has an outdated copy: --check names exactly those
+    broken, stale = list(made)[1], list(made)[-1]
+    (Path(made[broken]) / "plug-ins/neural_collage/neural_collage.py").unlink()
+    (Path(made[stale]) / "plug-ins/neural_collage/nc_pixels.py").write_text("# older version\n")
+    assert inst.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    fails = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
+    assert fails == [f"FAIL {broken}: plug-in {made[broken]}/plug-ins/neural_collage/neural_collage.py missing "
+                     "(run install.py)",
+                     f"FAIL {stale}: 1 plug-in files differ from this checkout (nc_pixels.py); run install.py "
+                     "again"], out
+    assert f"; problems in: {broken}, {stale}" in out
+    assert inst.main(["--no-venv"]) == 0  # a re-install repairs both
+    capsys.readouterr()
+    assert inst.main(["--check"]) == 0
+
+    assert inst.main(["--uninstall", "--newest-only"]) == 0  # uninstall always removes it everywhere
+    for prof in made.values():
+        assert not (Path(prof) / "plug-ins/neural_collage").exists()
+        assert (Path(prof) / "plug-ins").is_dir()
+
+
+@needs_bridge
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_newest_only_install(tmp_path, monkeypatch, capsys, layout):
+    home = tmp_path / "home"
+    made = fake_profiles(home, layout)
+    as_platform(monkeypatch, home, layout)
+    assert inst.main(["--no-venv", "--newest-only"]) == 0
+    for label, prof in made.items():
+        assert (Path(prof) / "plug-ins/neural_collage/neural_collage.py").is_file() == label.startswith(
+            "GIMP 3.4"), label
+    capsys.readouterr()
+    assert inst.main(["--check", "--newest-only"]) == 0
+    out = capsys.readouterr().out
+    assert "GIMP 3.0" not in out and "GIMP 3.2" not in out
+    assert inst.main(["--check"]) == 1  # without the flag the older versions are reported as missing
+    out = capsys.readouterr().out
+    assert "FAIL GIMP 3.0: plug-in " in out and "FAIL GIMP 3.2: plug-in " in out
+
+
+def test_no_profile_message_names_every_place(tmp_path):
+    res = run_install(tmp_path / "nohome", "--no-venv", env_extra={"PATH": "/nonexistent"})
+    assert res.returncode == 2
+    home = tmp_path / "nohome"
+    for rel in (".config/GIMP/3.x", ".var/app/org.gimp.GIMP/config/GIMP/3.x (Flatpak)",
+                "snap/gimp/current/.config/GIMP/3.x (Snap)"):
+        assert f"{home}/{rel}" in res.stderr, res.stderr
+
+
 # ---- --check ------------------------------------------------------------------------------------------
 
 def _free_port():
@@ -208,14 +384,15 @@ def _free_port():
 def test_check_reports_each_item(home):
     res = run_install(home, "--check", "--check-timeout", "1")
     assert res.returncode == 1
-    assert "FAIL plug-in:" in res.stdout and "missing" in res.stdout
+    assert "FAIL GIMP 3.0: plug-in " in res.stdout and "missing" in res.stdout
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     assert run_install(home, "--no-venv", "--address", address).returncode == 0
     res = run_install(home, "--check", "--check-timeout", "1")
     assert res.returncode == 1
-    assert "OK   GIMP 3 profile (GIMP 3.0):" in res.stdout
-    assert "OK   plug-in:" in res.stdout and "OK   bridge:" in res.stdout and "OK   settings:" in res.stdout
+    assert "OK   GIMP 3.0: profile " in res.stdout
+    assert "OK   GIMP 3.0: plug-in " in res.stdout and "OK   GIMP 3.0: bridge " in res.stdout
+    assert "OK   GIMP 3.0: settings " in res.stdout
     assert f"FAIL engine at {address} does not answer" in res.stdout
     assert "neural-collage serve" in res.stdout
 
@@ -248,6 +425,6 @@ def test_check_function_output_format(tmp_path, monkeypatch):
         rc = inst.check(args, out=buf)
     lines = buf.getvalue().splitlines()
     assert lines[0].startswith("--   GIMP program: not on PATH")
-    assert any(ln.startswith("FAIL GIMP 3 profile (--gimp-dir)") for ln in lines)
+    assert any(ln.startswith("FAIL --gimp-dir: profile ") and ln.endswith("does not exist") for ln in lines)
     assert any(ln.startswith("OK   engine at ") for ln in lines)
     assert rc == 1

@@ -113,6 +113,17 @@ def test_gimp_30_and_32_rules():
     assert not any("nc_dialog" in ast.unparse(n) or "GimpUi" in ast.unparse(n) for n in top)
 
 
+def test_plugin_checks_pdb_results():
+    """From GIMP 3.2.6 a failing PDB call prints nothing: the result layer's calls are all checked, the unfinished
+    layer is removed, and the undo group is closed only if it was opened."""
+    text = (PLUGIN / "nc_image.py").read_text(encoding="utf-8")
+    fn = text[text.index("def insert_result"):]
+    for call in ("_ok(started", "_ok(Gimp.Layer.new(", "_ok(image.insert_layer(", "_ok(new.set_offsets(",
+                 "_ok(new.update("):
+        assert call in fn, call
+    assert "if started:\n            image.undo_group_end()" in fn
+
+
 def test_plugin_imports_no_heavy_modules_at_runtime(tmp_path):
     """Import the helper modules in a fresh interpreter and check nothing heavy came along."""
     code = (f"import sys; sys.path.insert(0, {str(PLUGIN)!r}); sys.path.insert(0, {str(ROOT)!r}); "

@@ -5,6 +5,7 @@ a new layer inside one undo group. Coordinates: the selection, channels and boxe
 a layer's buffer is read at (box - the layer's offsets). Works alike in GIMP 3.0 and 3.2: enums are compared
 by value, and the results of libgimp calls that report success are checked.
 """
+import sys
 import traceback
 
 import gi
@@ -26,6 +27,14 @@ def _checked(result, what):
     if not ok:
         raise UserError(f"GIMP could not {what}.")
     return values
+
+
+def _ok(result, what):
+    """A libgimp call's status (a bool, or the object it made): a failed call (False or None) is a UserError; from
+    GIMP 3.2.6 a failing call prints nothing, so every result is looked at."""
+    if result is None or result is False:
+        raise UserError(f"GIMP could not {what}. The image was left as it was.")
+    return result
 
 
 def offsets(drawable):
@@ -151,14 +160,17 @@ def insert_result(image, layer, box, arr, name, write_mask=None):
     else:
         itype = Gimp.ImageType.RGBA_IMAGE if alpha else Gimp.ImageType.RGB_IMAGE
     data = bytes(arr.data)
+    position = image.get_item_position(layer)
+    if position < 0:
+        raise UserError(f"GIMP could not find the layer '{layer.get_name()}' in the image.")
     Gimp.context_push()
-    image.undo_group_start()
+    started = image.undo_group_start()
     new = None
     try:
-        new = Gimp.Layer.new(image, name, w, h, itype, 100.0, Gimp.LayerMode.NORMAL)
-        if not image.insert_layer(new, layer.get_parent(), image.get_item_position(layer)):
-            raise UserError(f"GIMP could not add the layer '{name}'.")
-        new.set_offsets(int(box[0]), int(box[1]))
+        _ok(started, "start an undo group")
+        new = _ok(Gimp.Layer.new(image, name, w, h, itype, 100.0, Gimp.LayerMode.NORMAL), "create the result layer")
+        _ok(image.insert_layer(new, layer.get_parent(), position), f"add the layer '{name}'")
+        _ok(new.set_offsets(int(box[0]), int(box[1])), "place the result layer")
         buf = new.get_buffer()
         if write_mask is None:
             buf.set(_rect((0, 0, w, h)), babl, data)
@@ -168,16 +180,17 @@ def insert_result(image, layer, box, arr, name, write_mask=None):
             for rect, chunk in px.masked_chunks(data, write_mask, w, h, bpp):
                 buf.set(_rect(rect), babl, chunk)
         buf.flush()
-        new.update(0, 0, w, h)
+        _ok(new.update(0, 0, w, h), "update the result layer")
     except Exception:
         if new is not None:
             try:
-                if new.get_image() is not None:
-                    image.remove_layer(new)
+                if new.get_image() is not None and not image.remove_layer(new):
+                    sys.stderr.write("Neural Collage: GIMP could not remove the unfinished result layer\n")
             except Exception:  # noqa: BLE001 - keep the original error
                 traceback.print_exc()
         raise
     finally:
-        image.undo_group_end()
+        if started:
+            image.undo_group_end()
         Gimp.context_pop()
     return new

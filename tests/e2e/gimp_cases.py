@@ -273,6 +273,34 @@ def run_settings_case(case):
     emit(record)
 
 
+def env_record():
+    """What this GIMP and its Python are: versions, and whether pyzmq imports (the plug-ins run the same
+    interpreter with the same path) and the installed bridge picks it."""
+    import sys
+
+    record = {"case": "_env", "gimp": Gimp.version(), "python": list(sys.version_info[:3]),
+              "pygobject": list(gi.version_info)}
+    try:
+        import zmq
+
+        record["zmq"] = zmq.__version__
+    except ImportError as exc:
+        record["zmq"] = None
+        record["zmq_error"] = str(exc)
+    sys.path.insert(0, CFG["plugin_dir"])
+    try:
+        from bridge import client
+
+        record["bridge_pyzmq"] = client.HAVE_PYZMQ
+        record["bridge_file"] = client.__file__
+    except Exception:  # noqa: BLE001 - reported to the host
+        record["exception"] = traceback.format_exc()
+    finally:
+        sys.path.remove(CFG["plugin_dir"])
+    emit(record)
+
+
+env_record()
 for _case in CFG["cases"]:
     if _case.get("kind") == "stop_engine":
         wait_engine_stopped()

@@ -1,15 +1,29 @@
-"""Plumbing of the GIMP end-to-end tests: where GIMP runs (host or Debian 13 chroot), the engine (stand-in or
-real), installing the plug-in into a throwaway profile, and running a batch script that reports JSON lines.
+"""Plumbing of the GIMP end-to-end tests: which GIMPs to test (3.0 and 3.2, each with and without pyzmq in
+GIMP's Python), where they run (host or a Debian chroot), the engine (stand-in or real), installing the
+plug-in into a throwaway profile, and running a batch script that reports JSON lines.
+
+Targets (one pytest parameter each, ids "3.0", "3.0-zmq", "3.2", "3.2-zmq"):
+  3.0      GIMP 3.0.4, Debian 13 (trixie) chroot /var/cache/neural-collage/gimp3-root, no python3-zmq
+  3.0-zmq  the same plus python3-zmq                 /var/cache/neural-collage/gimp3-zmq-root
+  3.2      GIMP 3.2.6, Debian forky chroot          /var/cache/neural-collage/gimp32-root, no python3-zmq
+  3.2-zmq  the same plus python3-zmq                 /var/cache/neural-collage/gimp32-zmq-root
+Each is built by tests/e2e/make_gimp_root.sh VERSION [zmq] when missing (needs root + debootstrap). The roots
+without and with pyzmq are separate folders: nothing installs or removes pyzmq while tests share a root.
+A host with gimp-console-3.N on PATH is used instead of that version's chroots (one target, "3.N-host").
 
 Environment:
-  NC_GIMP_ROOT          chroot with GIMP 3 (default /var/cache/neural-collage/gimp3-root); built with
-                        tests/e2e/make_gimp_root.sh when missing (needs root + debootstrap)
-  NC_E2E_GIMP=host|chroot|auto   force where GIMP runs (auto: host gimp-console-3.0 if on PATH, else chroot)
+  NC_E2E_GIMP_VERSIONS  versions to test (default "3.0,3.2")
+  NC_E2E_ZMQ=both|with|without   pyzmq variants to test (default both)
+  NC_GIMP_ROOT          the 3.0 root without pyzmq (default /var/cache/neural-collage/gimp3-root); the others:
+                        NC_GIMP_ROOT_30_ZMQ, NC_GIMP_ROOT_32, NC_GIMP_ROOT_32_ZMQ
+  NC_E2E_GIMP=host|chroot|auto   force where GIMP runs (auto: host gimp-console-3.N if on PATH, else chroot)
   NC_E2E_ENGINE=fake|real|auto   stand-in engine (tests/e2e/fake_engine.py) or the real one
                         (python3 -m engine.cli serve --model default); auto = real when the default model's
                         weights are in engine/weights/default and torch/pyzmq/safetensors import, else fake
+  NC_E2E_CASES          comma-separated case names of test_gimp_e2e.build_cases to run (the others' tests skip):
+                        a shortcut for slow machines; unset (CI) runs everything
   NC_E2E_MODEL          model the real engine serves (default "default")
-  NC_E2E_SAVE_DOCS=1    write before/after PNGs to docs/gimp/
+  NC_E2E_SAVE_DOCS=1    write before/after PNGs and the dialog screenshots to docs/gimp/
   NC_E2E_GIMP_TIMEOUT   seconds for the whole GIMP batch run (default 300, 1500 with the real engine)
   NC_E2E_BUDGET         test_runtime_budget's limit in seconds (default 180, 1200 with the real engine)
   NC_E2E_STEPS          projection steps the plug-in asks the real engine for (settings key "steps"; default 10,
@@ -33,7 +47,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-DEFAULT_ROOT = "/var/cache/neural-collage/gimp3-root"
+CACHE = "/var/cache/neural-collage"
+DEFAULT_ROOT = f"{CACHE}/gimp3-root"
+VERSIONS = {"3.0": "gimp3", "3.2": "gimp32"}  # GIMP version -> root name stem in CACHE
 sys.path.insert(0, str(REPO))
 
 
@@ -51,15 +67,72 @@ def free_port() -> int:
 # GIMP
 # ---------------------------------------------------------------------------------------------------------
 
+class Target:
+    """One GIMP to test: ``version`` (3.0, 3.2), ``zmq`` (True/False: python3-zmq in the chroot or not; None:
+    the host's GIMP as it is)."""
+
+    def __init__(self, version: str, zmq: bool | None):
+        self.version = version
+        self.zmq = zmq
+
+    @property
+    def id(self) -> str:
+        if self.zmq is None:
+            return f"{self.version}-host"
+        return self.version + ("-zmq" if self.zmq else "")
+
+    @property
+    def binary(self) -> str:
+        return f"gimp-console-{self.version}"
+
+    def root(self) -> str:
+        env = "NC_GIMP_ROOT_" + self.version.replace(".", "") + ("_ZMQ" if self.zmq else "")
+        if self.version == "3.0" and not self.zmq and os.environ.get("NC_GIMP_ROOT"):
+            return os.environ["NC_GIMP_ROOT"]
+        stem = VERSIONS[self.version]
+        return os.environ.get(env) or f"{CACHE}/{stem}{'-zmq' if self.zmq else ''}-root"
+
+    def __repr__(self) -> str:
+        return f"Target({self.id})"
+
+
+def targets() -> list:
+    """The GIMPs to test (see the module docstring)."""
+    mode = os.environ.get("NC_E2E_GIMP", "auto")
+    zmq = {"both": (False, True), "with": (True,), "without": (False,)}[os.environ.get("NC_E2E_ZMQ", "both")]
+    out = []
+    for version in [v.strip() for v in os.environ.get("NC_E2E_GIMP_VERSIONS", "3.0,3.2").split(",") if v.strip()]:
+        if version not in VERSIONS:
+            raise ValueError(f"NC_E2E_GIMP_VERSIONS: unknown GIMP version {version} (known: {', '.join(VERSIONS)})")
+        if mode == "host" or (mode == "auto" and shutil.which(f"gimp-console-{version}")):
+            out.append(Target(version, None))
+        else:
+            out.extend(Target(version, z) for z in zmq)
+    return out
+
+
 class Gimp:
     """GIMP 3 on the host or in a chroot. Paths handed to GIMP are translated with ``inside``."""
 
-    def __init__(self, root: str | None):
+    def __init__(self, root: str | None, target: Target | None = None):
         self.root = root  # None: host
+        self.target = target or Target("3.0", None if root is None else False)
+
+    @property
+    def version(self) -> str:
+        return self.target.version
 
     @property
     def where(self) -> str:
-        return f"chroot {self.root}" if self.root else "host"
+        return (f"GIMP {self.version} in chroot {self.root}" if self.root else f"GIMP {self.version} on the host")
+
+    def wrap(self, argv: list) -> list:
+        """``argv`` run inside the chroot, with /proc mounted in a private mount namespace (GIMP 3.2 needs
+        /proc; nothing stays mounted). The command keeps the process id (every step execs)."""
+        if not self.root:
+            return list(argv)
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"', self.root, *argv]
 
     def inside(self, path) -> str:
         path = os.path.abspath(str(path))
@@ -80,9 +153,9 @@ class Gimp:
         home = "/tmp" if self.root else str(profile.parent)
         extra = [f"{k}={v}" for k, v in sorted((env or {}).items())]
         argv = ["env", "HOME=" + home, "GIMP3_DIRECTORY=" + self.inside(profile), "LANG=C.UTF-8",
-                "NO_AT_BRIDGE=1", *extra, "gimp-console-3.0", "-i", "-n", "-d",
+                "NO_AT_BRIDGE=1", *extra, self.target.binary, "-i", "-n", "-d",
                 "--batch-interpreter=python-fu-eval", "-b", batch, "--quit"]
-        return (["chroot", self.root, *argv]) if self.root else argv
+        return self.wrap(argv)
 
     def xvfb_path(self):
         """Xvfb next to this GIMP (lets the tests open the plug-in's dialogs), or None."""
@@ -100,8 +173,7 @@ class Gimp:
             if os.path.exists(f"/tmp/.X11-unix/X{num}") or os.path.exists(sock):
                 continue
             argv = [xvfb, f":{num}", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"]
-            proc = subprocess.Popen((["chroot", self.root, *argv]) if self.root else argv,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(self.wrap(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and proc.poll() is None and not os.path.exists(sock):
                 time.sleep(0.1)
@@ -131,36 +203,44 @@ class Gimp:
         finally:
             timer.cancel()
         t.join(5)
-        return rc, "".join(out_lines), "".join(err_lines)
+        out, err = "".join(out_lines), "".join(err_lines)
+        for name, text in (("gimp_stdout.log", out), ("gimp_stderr.log", err)):  # for a look after a failure
+            (profile.parent / name).write_text(text, errors="replace")
+        return rc, out, err
 
 
-def _chroot_ready(root: str) -> bool:
-    return os.path.isfile(os.path.join(root, "usr", "bin", "gimp-console-3.0"))
+def _chroot_ready(root: str, target: Target) -> bool:
+    if not os.path.isfile(os.path.join(root, "usr", "bin", target.binary)):
+        return False
+    return not target.zmq or os.path.isdir(os.path.join(root, "usr", "lib", "python3", "dist-packages", "zmq"))
 
 
-def find_gimp(build: bool = True) -> Gimp:
-    """The GIMP to test with; raises GimpUnavailable with the reason."""
-    mode = os.environ.get("NC_E2E_GIMP", "auto")
-    if mode in ("auto", "host") and shutil.which("gimp-console-3.0"):
-        return Gimp(None)
-    if mode == "host":
-        raise GimpUnavailable("NC_E2E_GIMP=host but gimp-console-3.0 is not on PATH")
-    root = os.environ.get("NC_GIMP_ROOT", DEFAULT_ROOT)
-    if _chroot_ready(root):
+def find_gimp(target: Target | None = None, build: bool = True) -> Gimp:
+    """The GIMP of ``target`` (default: 3.0 without pyzmq); raises GimpUnavailable with the reason."""
+    target = target or Target("3.0", False)
+    if target.zmq is None:
+        if shutil.which(target.binary):
+            return Gimp(None, target)
+        raise GimpUnavailable(f"{target.binary} is not on PATH (NC_E2E_GIMP=host)")
+    root = target.root()
+    if _chroot_ready(root, target):
         if os.geteuid() != 0:
             raise GimpUnavailable(f"the GIMP chroot {root} needs root to enter")
-        return Gimp(root)
+        return Gimp(root, target)
+    what = f"GIMP {target.version}" + (" with python3-zmq" if target.zmq else "")
     if not build:
-        raise GimpUnavailable(f"no GIMP 3: gimp-console-3.0 not on PATH and no chroot at {root}")
+        raise GimpUnavailable(f"no {what}: no chroot at {root}")
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
-        raise GimpUnavailable(f"no GIMP 3 (not on PATH, no chroot at {root}) and cannot build one here "
-                              "(needs root and debootstrap): run tests/e2e/make_gimp_root.sh")
-    res = subprocess.run(["sh", str(HERE / "make_gimp_root.sh")], env=dict(os.environ, NC_GIMP_ROOT=root),
-                         capture_output=True, text=True, check=False)
-    if res.returncode != 0 or not _chroot_ready(root):
+        raise GimpUnavailable(f"no {what} (no chroot at {root}) and cannot build one here (needs root and "
+                              f"debootstrap): run tests/e2e/make_gimp_root.sh {target.version}"
+                              + (" zmq" if target.zmq else ""))
+    argv = ["sh", str(HERE / "make_gimp_root.sh"), target.version] + (["zmq"] if target.zmq else [])
+    res = subprocess.run(argv, env=dict(os.environ, NC_GIMP_ROOT=root), capture_output=True, text=True,
+                         check=False)
+    if res.returncode != 0 or not _chroot_ready(root, target):
         tail = (res.stderr or res.stdout)[-2000:]
-        raise GimpUnavailable(f"building the GIMP chroot failed (rc {res.returncode}): {tail}")
-    return Gimp(root)
+        raise GimpUnavailable(f"building the {what} chroot {root} failed (rc {res.returncode}): {tail}")
+    return Gimp(root, target)
 
 
 def install_plugin(profile: Path, address: str, steps: int | None = None) -> str:
@@ -293,9 +373,12 @@ class Engine:
                 self.proc.wait(5)
 
 
-def plugin_processes() -> list:
-    """PIDs of the processes running the Neural Collage plug-in (GIMP starts one per call; a chroot shares the
-    host's process table)."""
+def plugin_processes(gimp: Gimp, profile: Path) -> list:
+    """PIDs of the processes running the Neural Collage plug-in installed in ``profile`` by the GIMP of
+    ``gimp`` (GIMP starts one per call; a chroot shares the host's process table). Only this run's: the
+    machine may run other GIMP sessions with the same plug-in at the same time, which must not be touched."""
+    script = gimp.inside(profile / "plug-ins" / "neural_collage" / "neural_collage.py").encode()
+    root = os.path.realpath(gimp.root or "/")
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -303,18 +386,20 @@ def plugin_processes() -> list:
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 argv = fh.read().split(b"\0")
+            proc_root = os.path.realpath(f"/proc/{entry}/root")
         except OSError:
             continue
-        if any(a.endswith(b"plug-ins/neural_collage/neural_collage.py") for a in argv):
+        if script in argv and proc_root == root:
             pids.append(int(entry))
     return pids
 
 
-def cancel_like_gimp(engine: Engine, total: int, timeout: float = 120.0) -> dict:
+def cancel_like_gimp(engine: Engine, total: int, gimp: Gimp, profile: Path, timeout: float = 900.0) -> dict:
     """Do what GIMP does when the user presses Cancel on a plug-in's progress: it kills the plug-in process
     (gimp_plug_in_progress_cancel_callback -> gimp_plug_in_close(plug_in, TRUE) in GIMP's
     app/plug-in/gimpplugin-progress.c). Waits until the engine reports progress on a stage of ``total`` steps
-    (the projection; the real engine may search the class first), kills the plug-in,
+    (the projection; the real engine may search the class first, which took over 2 minutes on a loaded
+    2-core machine: hence up to ``timeout`` = 15 minutes; it returns as soon as the progress shows), kills the plug-in,
     then measures how long the engine takes to be idle again (it should notice that its client went away and
     cancel the job, not compute it to the end)."""
     info = {"job": None, "killed": [], "engine_idle_after": None}
@@ -329,7 +414,7 @@ def cancel_like_gimp(engine: Engine, total: int, timeout: float = 120.0) -> dict
             time.sleep(0.05)
         if info["job"] is None:
             return info
-        for pid in plugin_processes():
+        for pid in plugin_processes(gimp, profile):
             try:
                 os.kill(pid, signal.SIGKILL)
                 info["killed"].append(pid)

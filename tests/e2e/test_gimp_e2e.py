@@ -86,6 +86,19 @@ def build_cases(target: str, label: str, interactive: bool, work_inside: str, ad
     ]
 
 
+def selected(cases: list) -> list:
+    """NC_E2E_CASES=name,name,...: only these cases (plus the engine stop they may need) run in GIMP, the
+    tests of the others skip. A developer's shortcut for slow machines; unset (CI) everything runs."""
+    names = os.environ.get("NC_E2E_CASES", "").strip()
+    if not names:
+        return cases
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    unknown = wanted - {c["name"] for c in cases}
+    if unknown:
+        raise ValueError(f"NC_E2E_CASES: no such case {sorted(unknown)}")
+    return [c for c in cases if c["name"] in wanted or c.get("kind") == "stop_engine"]
+
+
 @pytest.fixture(scope="module")
 def run(gimp, tmp_path_factory):
     t0 = time.time()
@@ -99,7 +112,9 @@ def run(gimp, tmp_path_factory):
     engine = harness.Engine(kind, address, work)
     engine.start()
     xvfb, display = gimp.start_xvfb()
-    env = {"DISPLAY": display, "NEURAL_COLLAGE_TEST_DIALOG": "ok"} if display else {}
+    shutil.copy(harness.HERE / "dialog_hook.py", work / "dialog_hook.py")
+    env = {"DISPLAY": display, "NEURAL_COLLAGE_TEST_DIALOG": "ok",
+           "NEURAL_COLLAGE_TEST_HOOK": gimp.inside(work / "dialog_hook.py")} if display else {}
     try:
         classes = [c["name"] for c in engine.classes()]
         assert len(classes) >= 3, classes
@@ -108,7 +123,8 @@ def run(gimp, tmp_path_factory):
                "sel": SEL, "feather": FEATHER, "label_box": [180, 80, 50, 40], "label_class": label,
                "patch": [60, 30, 300, 200], "ref_offset": [250, 120], "feature": [60, 40, 80, 70],
                "transplant_sel": [60, 60, 90, 80],
-               "cases": build_cases(target, label, bool(display), gimp.inside(work), address)}
+               "plugin_dir": gimp.inside(profile / "plug-ins" / "neural_collage"),
+               "cases": selected(build_cases(target, label, bool(display), gimp.inside(work), address))}
         (work / "cfg.json").write_text(json.dumps(cfg))
         shutil.copy(harness.HERE / "gimp_cases.py", work / "gimp_cases.py")
         batch = 'NC_CFG = "{0}/cfg.json"; exec(open("{0}/gimp_cases.py").read())'.format(gimp.inside(work))
@@ -116,14 +132,14 @@ def run(gimp, tmp_path_factory):
         cancel_info: dict = {}
 
         def cancel() -> None:
-            cancel_info.update(harness.cancel_like_gimp(engine, CANCEL_STEPS))
+            cancel_info.update(harness.cancel_like_gimp(engine, CANCEL_STEPS, gimp, profile))
 
         cancel_thread = threading.Thread(target=cancel, daemon=True)
 
         def on_line(line):
             if line.strip() == "NC_STOP_ENGINE":
                 if cancel_thread.ident is not None:  # the cancel case comes first: its job must be over
-                    cancel_thread.join(150)
+                    cancel_thread.join(1100)  # cancel_like_gimp: up to 900 s for progress, 120 s to idle
                 engine.stop()
                 (work / "engine_stopped").write_text("1")
             elif line.strip() == "NC_CANCEL_NEXT":
@@ -154,10 +170,11 @@ def run(gimp, tmp_path_factory):
         if line.startswith("NCJSON "):
             rec = json.loads(line[len("NCJSON "):])
             records[rec["case"]] = rec
-    if "NCDONE" not in out or len(records) < 5:
+    if "NCDONE" not in out or len(records) < min(5, len(cfg["cases"])):
         pytest.fail(f"GIMP batch run did not finish (rc {rc}).\nstdout:\n{out[-4000:]}\n"
                     f"stderr (tail):\n{err[-6000:]}")
     result = {"records": records, "work": work, "engine": engine, "profile": profile, "stderr": err,
+              "gimp": gimp, "cases": {c["name"] for c in cfg["cases"]},
               "cancel": cancel_info,
               "dialogs": bool(display),
               "target": target, "label": label, "seconds": time.time() - t0, "requests": engine.requests()}
@@ -173,6 +190,8 @@ def run(gimp, tmp_path_factory):
 # ---------------------------------------------------------------------------------------------------------
 
 def rec(run, name):
+    if name not in run["cases"] and not name.startswith("_"):
+        pytest.skip(f"case {name} not selected (NC_E2E_CASES)")
     r = run["records"].get(name)
     assert r is not None, f"case {name} did not report (stderr tail: {run['stderr'][-3000:]})"
     assert "exception" not in r, r["exception"]
@@ -234,7 +253,8 @@ def edit_requests(run):
 
 
 def save_docs(run, r, stem, with_before=True):
-    if os.environ.get("NC_E2E_SAVE_DOCS") != "1":
+    if (os.environ.get("NC_E2E_SAVE_DOCS") != "1" or run["gimp"].target.id not in ("3.0", "3.0-host")
+            or run["engine"].kind != "real"):  # the stand-in's inverted colours are no picture of the plug-in
         return
     from PIL import Image
 
@@ -259,6 +279,21 @@ def save_docs(run, r, stem, with_before=True):
 # ---------------------------------------------------------------------------------------------------------
 # tests
 # ---------------------------------------------------------------------------------------------------------
+
+def test_gimp_version_and_bridge_transport(run):
+    """The GIMP and Python this target is meant to have, and the plug-in's bridge uses pyzmq exactly where
+    the chroot has python3-zmq (else the pure-Python ZMTP client)."""
+    env = rec(run, "_env")
+    target = run["gimp"].target
+    assert env["gimp"].startswith(target.version + "."), env
+    assert env["python"][:2] >= [3, 11], env
+    if target.zmq is not None:
+        assert (env["zmq"] is not None) == target.zmq, env
+        assert env["bridge_pyzmq"] == target.zmq, env
+    assert env["bridge_file"].startswith(str(run["gimp"].inside(run["profile"]))), env
+    print(f"\n{target.id}: GIMP {env['gimp']}, Python {'.'.join(map(str, env['python']))}, PyGObject "
+          f"{'.'.join(map(str, env['pygobject']))}, pyzmq {env['zmq']}")
+
 
 def test_label_swap_u8(run):
     r = rec(run, "swap_u8")
@@ -517,3 +552,81 @@ def test_interactive_settings_dialog(run):
     assert r["status"] == "success", r
     assert "settings saved" in r["values"][0]
     assert "does not answer" in r["values"][0]  # the engine is stopped by then: the dialog says so
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dialog screenshots (tests/e2e/dialog_hook.py runs inside the plug-in while each dialog is up)
+# ---------------------------------------------------------------------------------------------------------
+
+SETTINGS = "python-fu-neural-collage-settings"
+DIALOG_WIDGETS = {
+    SWAP: ("label_swap", ["Target class", "Strength", "Scope", "Source class", "Poisson blending",
+                          "Projection steps"]),
+    TRANSPLANT: ("feature_transplant", ["Reference layer", "Strength", "Scope", "Poisson blending",
+                                        "Projection steps"]),
+    SETTINGS: ("settings", ["Engine address", "Start the engine automatically when it does not answer",
+                            "Engine command", "Model", "Timeout (s)", "Engine public key (encryption)",
+                            "Your secret key file (encryption)"]),
+}
+
+
+def _plain(text):
+    return (text or "").replace("_", "").strip()
+
+
+def dialog_shot(run, proc):
+    """(widget dump, screenshot as an RGB array) of one dialog."""
+    from PIL import Image
+
+    stem = run["work"] / f"dialog_{proc}"
+    assert stem.with_suffix(".json").is_file(), (
+        f"no widget dump from the {proc} dialog (stderr tail: {run['stderr'][-3000:]})")
+    dump = json.loads(stem.with_suffix(".json").read_text())
+    shot = np.asarray(Image.open(stem.with_suffix(".png")).convert("RGB"))
+    assert dump["screenshot"] == [shot.shape[1], shot.shape[0]]
+    return dump, shot
+
+
+def drawn(shot, box):
+    """True when the screenshot shows something (text, a frame) inside ``box``: not a flat area."""
+    x, y, w, h = box
+    crop = shot[max(y, 0):y + h, max(x, 0):x + w].astype(np.int32).sum(axis=2) / 3.0
+    return crop.size > 0 and crop.max() - crop.min() > 60 and (np.abs(crop - np.median(crop)) > 40).sum() >= 8
+
+
+@pytest.mark.parametrize("proc", [SWAP, TRANSPLANT, SETTINGS])
+def test_dialog_screenshot_shows_expected_widgets(run, proc):
+    """Each dialog under Xvfb: every argument's label is a mapped widget inside the window and the screenshot
+    shows it (not a blank area); OK and Cancel are there; the widget that edits each argument follows its
+    label (a text field, a spin/scale, a combo box or radio buttons, a check box)."""
+    _needs_dialogs(run)
+    rec(run, {SWAP: "interactive_swap", TRANSPLANT: "interactive_transplant", SETTINGS: "interactive_settings"}[proc])
+    stem, labels = DIALOG_WIDGETS[proc]
+    dump, shot = dialog_shot(run, proc)
+    h, w = shot.shape[:2]
+    assert w >= 300 and h >= 150, (w, h)
+    shown = [x for x in dump["widgets"] if x["visible"] and x["mapped"]]
+    for label in labels + ["OK", "Cancel"]:
+        hits = [x for x in shown if _plain(x["text"]) == label]
+        assert hits, f"{proc}: no visible widget '{label}' in {[_plain(x['text']) for x in shown if x['text']]}"
+        x0, y0, bw, bh = hits[0]["box"]
+        assert min(x0, y0) >= 0 and x0 + bw <= w and y0 + bh <= h and bw > 4 and bh > 4, (label, hits[0])
+        assert drawn(shot, hits[0]["box"]), f"{proc}: '{label}' is blank in the screenshot at {hits[0]['box']}"
+    types = {x["type"] for x in shown}
+    if proc != TRANSPLANT:
+        assert "GtkEntry" in types, types  # the text fields (class names, address, command)
+    if proc == TRANSPLANT:  # the reference layer's chooser (GimpDrawableChooser in 3.0, GimpItemChooser in 3.2)
+        assert types & {"GimpDrawableChooser", "GimpItemChooser", "GimpLayerComboBox"}, types
+    assert any("Spin" in t or "Scale" in t for t in types), types
+    assert "GtkCheckButton" in types, types  # Poisson blending / auto-start
+    if proc != SETTINGS:
+        # the scope choice: a combo box showing "All layers" (3.0.4), radio buttons with all three (3.2.6)
+        scope = [x for x in shown if any(p.strip() == "All layers" for p in _plain(x["text"]).split("|"))]
+        assert scope, f"{proc}: the scope choice shows none of its labels ({sorted(types)})"
+        assert drawn(shot, scope[0]["box"]), scope[0]
+        print(f"\n{run['gimp'].target.id} {proc}: scope is a {scope[0]['type']}")
+    if os.environ.get("NC_E2E_SAVE_DOCS") == "1":
+        docs = harness.REPO / "docs" / "gimp"
+        docs.mkdir(parents=True, exist_ok=True)
+        if run["gimp"].target.zmq is not True:
+            shutil.copy(run["work"] / f"dialog_{proc}.png", docs / f"dialog_{stem}_{run['gimp'].version}.png")
