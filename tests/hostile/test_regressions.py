@@ -119,9 +119,10 @@ def test_long_class_name_is_bad_input_and_not_echoed_whole(raw, engine):
 
 def test_steps_null_means_the_default_everywhere(raw, engine):
     """Issue 16 found `steps: null` passing the protocol check and failing in the engine.  bridge/requests.py (the
-    one definition of the params) now documents null as "the default" and the engine runs it so: no
-    engine_error, the default number of steps."""
-    from bridge.requests import DEFAULT_STEPS
+    one definition of the params) now documents null as "the model's default" and the engine runs it so: no
+    engine_error, the default number of steps (the default model is fully convolutional: a few calibration steps
+    at the crop's own size)."""
+    from engine.edit.pipeline import FULLRES_STEPS as DEFAULT_STEPS
 
     image = probe_like_image(32, 32, 3, "uint8")
     mask = np.full((32, 32), 255, np.uint8)
