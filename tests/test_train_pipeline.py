@@ -37,11 +37,13 @@ def tiny_pack(path: Path, classes=("grass", "brick", "snow")) -> Path:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
+    """The tiny run, with --amp: the CUDA path (bf16 autocast, channels_last) on the CPU; gpu_run --smoke --cpu
+    below runs the fp32 path."""
     tmp = tmp_path_factory.mktemp("pipe")
     pack = tiny_pack(tmp / "t.pack")
     out = tmp / "run"
     res = subprocess.run([sys.executable, "-m", "engine.train.pipeline", "--device", "cpu", "--preset", "tiny",
-                          "--minutes", "0.15", "--out", str(out), "--data", str(pack), "--log-every", "2",
+                          "--minutes", "0.15", "--out", str(out), "--data", str(pack), "--log-every", "2", "--amp",
                           "--threads", "1"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert res.returncode == 0, res.stderr
     return out, pack, res.stdout

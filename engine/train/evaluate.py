@@ -131,11 +131,17 @@ def gallery(bundle, path: str, data_root: str = ".cache/textures", seed: int = 0
 
 
 def load_judge(path: Path):
-    """(classifier, class names) from a weights folder holding classifier.safetensors and config.json."""
+    """(classifier, class names) from a weights folder holding classifier.safetensors and config.json, or from a
+    pipeline run folder (judge.pt and run.json)."""
     from safetensors.torch import load_file
 
     from engine.train.classifier import TextureClassifier
 
+    if (path / "judge.pt").is_file():
+        run = json.loads((path / "run.json").read_text())
+        clf = TextureClassifier(len(run["classes"]), ch=run["settings"]["judge_ch"])
+        clf.load_state_dict(torch.load(path / "judge.pt", map_location="cpu", weights_only=True)["clf"])
+        return clf.eval(), list(run["classes"])
     meta = json.loads((path / "config.json").read_text())
     names = list(meta["sngan"]["class_names"])
     clf = TextureClassifier(len(names), **meta.get("classifier", {}))

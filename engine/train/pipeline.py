@@ -237,6 +237,7 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(args.device)
         self.cuda = self.device.type == "cuda"
+        self.amp = self.cuda or args.amp  # bf16 autocast + channels_last (--amp: the CUDA path on the CPU, tests)
         self.log_file = open(self.out / "log.txt", "a")  # noqa: SIM115 - open for the whole run
         meta_file = self.out / "run.json"
         if meta_file.exists():  # a resume keeps the run's architecture and data classes
@@ -278,20 +279,20 @@ class Run:
         self.log_file.flush()
 
     def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     def budget(self, stage: str) -> float:
         return self.args.minutes * STAGE_SHARES[stage]
 
     def prep(self, m: torch.nn.Module) -> torch.nn.Module:
         m = m.to(self.device)
-        if self.cuda:
+        if self.amp:
             m = m.to(memory_format=torch.channels_last)
         return m
 
     def sample(self, batch: int, size: int, g: torch.Generator, labels=None):
         x, y = self.train.get().sample(batch, size, g, labels)
-        if self.cuda:
+        if self.amp:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
@@ -664,6 +665,8 @@ def main(argv=None) -> int:
     ap.add_argument("--export-only", action="store_true", help="only export what the run has")
     ap.add_argument("--export-dir", default=None, help="default OUT/export")
     ap.add_argument("--compact", action="store_true", help="after exporting, shrink the checkpoints (gpu_run.sh)")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast and channels_last also on the CPU (the CUDA "
+                    "path, for tests)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=2e-4)
