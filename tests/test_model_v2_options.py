@@ -74,3 +74,22 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
     a, b = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
     c = rng.normal(loc=1.0, size=(200, 8))
     assert abs(kid(a, b)) < 0.05 < kid(a, c)
+
+
+def test_comparison_table_puts_models_side_by_side():
+    from engine.train.model_card import comparison
+
+    def m(rec, border, peak):
+        return {"generated_accuracy": {"mean": rec, "per_class": {"grass": rec, "snow": rec / 2}},
+                "label_swap": {"success": 0.5, "mean_abs_change_outside": 0.01,
+                               "mean_abs_change_outside_after_poisson": 0.0},
+                "classifier_heldout_accuracy": {"per_class": {"grass": 0.9, "snow": 1.0}},
+                "v2": {"border_ratio_mean": border, "peakiness_median_over_classes": peak,
+                       "peakiness": {"grass": peak, "snow": peak}, "peakiness_real": {"grass": 20.0, "snow": 30.0},
+                       "kid": {"grass": 0.5, "snow": 0.25}, "kid_floor": {"grass": 0.01, "snow": 0.03},
+                       "peakiness_real_median_over_classes": 25.0}}
+
+    text = comparison({"v1": m(0.8, 0.855, 1000.0), "v2": m(0.9, 1.0, 50.0)})
+    assert "| border ring / inner luminance, 256 px samples | 0.97-1.03 | 0.855 | 1.000 |" in text
+    assert "| classes with peakiness <= 2x their real crops | all | 0/2 | 1/2 |" in text
+    assert "| grass | 90.0% | 80.0% | 90.0% | 0.5000 | 0.5000 | 0.0100 | 1000 | 50 | 20 |" in text

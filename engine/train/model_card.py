@@ -127,12 +127,22 @@ def main() -> None:
     m = json.loads((WEIGHTS_DIR / "metrics.json").read_text())
     proj_file = WEIGHTS_DIR / "projection_metrics.json"
     proj = json.loads(proj_file.read_text()) if proj_file.exists() else None
-    (WEIGHTS_DIR / "MODEL_CARD.md").write_text(render(meta, m, proj))
+    text = render(meta, m, proj)
+    cmp_file = WEIGHTS_DIR / "comparison.json"
+    if cmp_file.exists():
+        text += side_by_side(json.loads(cmp_file.read_text()))
+    (WEIGHTS_DIR / "MODEL_CARD.md").write_text(text)
     print(f"wrote {WEIGHTS_DIR / 'MODEL_CARD.md'}")
 
 
 if __name__ == "__main__":
     main()
+
+
+def side_by_side(cmp: dict) -> str:
+    """The card's section comparing models measured with one judge on one held-out set (comparison.json:
+    {"note": text, "models": {name: metrics.json dict}})."""
+    return ("\n## v1 and v2 side by side\n" + cmp.get("note", "") + "\n\n" + comparison(cmp["models"]))
 
 
 # -- v1 vs v2 ----------------------------------------------------------------------------------------------------
