@@ -89,3 +89,91 @@ def test_sample_speed(train_set):
     for _ in range(10):
         train_set.sample(32, 64, g)
     assert (time.perf_counter() - t) / 10 < 0.1  # target < 20 ms; loose for busy CI
+
+
+# ---- data v2: the packed set (tiny pack made here; no big packages needed) ----
+
+def _tiny_items(rng):
+    items = []
+    classes = ["grass", "rock", "water"]
+    for k in range(3):
+        for j in range(4):
+            split = "held_out" if j == 3 else "train"
+            img = rng.integers(0, 256, size=(32 + 8 * j, 40, 3), dtype=np.uint8)
+            img[..., k] = 255  # a class-coloured channel survives JPEG exactly enough to check
+            items.append((img, k, {"split": split, "source": f"pkg:{classes[k]}/{j}.png", "licence": "GPL-2+",
+                                   "package": "pkg"}))
+    return classes, items
+
+
+def test_pack_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    classes, items = _tiny_items(rng)
+    path = str(tmp_path / "tiny.pack")
+    D.write_pack(path, classes, items, info={"note": "test"})
+    pt = D.load_packed(path)
+    assert pt.classes == classes == pt.info["classes"]
+    assert len(pt.train) == 9 and len(pt.held_out) == 3
+    want = [(img, k) for img, k, m in items if m["split"] == "train"]
+    for (a, ka), (b, kb) in zip(pt.train, want):
+        assert ka == kb and a.dtype == np.uint8 and a.shape == b.shape
+        assert a[..., ka].mean() > 240  # the class channel is still saturated after JPEG
+        assert np.abs(a.astype(int) - b).mean() < 40  # noise is the worst case for JPEG; still close
+    assert [k for _, k in pt.held_out] == [0, 1, 2]
+    assert pt.info["note"] == "test"
+    c = pt.info["counts"]
+    assert c["rock"]["train"]["images"] == 3 and c["rock"]["held_out"]["sources"] == 1
+    assert c["grass"]["held_out"]["pixels"] == 56 * 40 and c["grass"]["train"]["pixels"] == (32 + 40 + 48) * 40
+    assert {m["class"] for m in pt.held_out_meta} == set(classes)
+
+
+def test_pack_split_has_no_shared_source(tmp_path):
+    rng = np.random.default_rng(1)
+    classes, items = _tiny_items(rng)
+    pt_path = str(tmp_path / "a.pack")
+    D.write_pack(pt_path, classes, items)
+    pt = D.load_packed(pt_path)
+    tr = {m["source"] for m in pt.train_meta} | {m["group"] for m in pt.train_meta}
+    ho = {m["source"] for m in pt.held_out_meta} | {m["group"] for m in pt.held_out_meta}
+    assert tr and ho and not tr & ho
+    # a source in both splits, or two sources of one group split apart, is refused with a clear message
+    bad = items + [(items[0][0], 0, {"split": "held_out", "source": items[0][2]["source"]})]
+    with pytest.raises(ValueError, match="in both splits"):
+        D.write_pack(str(tmp_path / "b.pack"), classes, bad)
+    grouped = [(img, k, dict(m, group="one-photo")) for img, k, m in items[:4]]
+    with pytest.raises(ValueError, match="group 'one-photo' is in both splits"):
+        D.write_pack(str(tmp_path / "c.pack"), classes, grouped)
+
+
+def test_pack_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="texture pack"):
+        D.load_packed(str(tmp_path / "missing.pack"))
+    p = tmp_path / "junk.pack"
+    p.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a texture pack"):
+        D.load_packed(str(p))
+    img = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="class index 2 out of range"):
+        D.write_pack(str(tmp_path / "x.pack"), ["a", "b"], [(img, 2, {"split": "train", "source": "s"})])
+    with pytest.raises(ValueError, match="uint8 HxWx3"):
+        D.write_pack(str(tmp_path / "x.pack"), ["a"], [(img[..., 0], 0, {"split": "train", "source": "s"})])
+
+
+def test_pack_texture_set_samples(tmp_path):
+    rng = np.random.default_rng(2)
+    classes, items = _tiny_items(rng)
+    path = str(tmp_path / "t.pack")
+    D.write_pack(path, classes, items)
+    ts = D.TextureSet.load(path, "heldout", min_size=16)
+    assert ts.class_names == classes
+    x, y = ts.sample(6, 16, np.random.default_rng(0), labels=[0, 1, 2, 0, 1, 2])
+    assert tuple(x.shape) == (6, 3, 16, 16)
+    # the class-coloured channel identifies the class of every crop
+    assert (x.mean(dim=(2, 3)).argmax(1).numpy() == y.numpy()).all()
+
+
+def test_pack_cli_dispatch_keeps_v1(monkeypatch):
+    called = {}
+    monkeypatch.setattr(D, "pack_main", lambda argv: called.setdefault("argv", argv) and 0)
+    D.main(["pack", "--out", "x.pack"])
+    assert called["argv"] == ["--out", "x.pack"]
