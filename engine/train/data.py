@@ -564,7 +564,7 @@ def pack_main(argv=None):
     ap.add_argument("--out", required=True, help="pack file to write (e.g. textures-v2.pack)")
     ap.add_argument("--root", default=PKGS_ROOT, help="folder with one extracted package per subfolder "
                                                       "(default %(default)s)")
-    ap.add_argument("--quality", type=int, default=94, help="JPEG quality (default %(default)s)")
+    ap.add_argument("--quality", type=int, default=93, help="JPEG quality (default %(default)s)")
     ap.add_argument("--sheet", default=None, help="also write a contact sheet PNG of the pack here")
     args = ap.parse_args(argv)
     t0 = time.time()
