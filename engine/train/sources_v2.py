@@ -137,7 +137,7 @@ V2 = [
     AD("grass", "temp_grass.png.cached.dds"), AD("grass", "temp_grass_c.png.cached.dds"),
     AD("grass", "temp_grass_d.png.cached.dds"), AD("grass", "temp_grass_long.png.cached.dds"),
     # gravel
-    RE("gravel", "wicked/wickedground03.jpg"), AD("gravel", "aegean_anatolia/dirt_rocks_01.png.cached.dds"),
+    RE("gravel", "wicked/wickedground03.jpg"),
     AD("gravel", "aegean_anatolia/rocks_dirt_01.png.cached.dds"),
     AD("gravel", "aegean_anatolia/rocks_dirt_02.png.cached.dds"),
     AD("gravel", "alpine_arctic/gravel_dirt_01.png.cached.dds"), AD("gravel", "alpine_shore_rocks.dds.cached.dds"),
@@ -181,10 +181,10 @@ V2 = [
     AD("sand", "sand_dunes.dds.cached.dds"), AD("sand", "sand_sahara.dds.cached.dds"),
     FG("sand", "Terrain/sand6_hires.png"),
     # soil
-    RE("soil", "wicked/wickedground01.jpg"), RE("soil", "wicked/wickedground04.jpg"),
+    RE("soil", "wicked/wickedground04.jpg"),
     RE("soil", "wicked/wickedground06.jpg"), STK("soil", "textures/cracked-earth-texture.jpg"),
     STK("soil", "textures/dirt.jpg"), STK("soil", "textures/earth.png"),
-    STK("soil", "textures/gfx_kartDirt_a_Albedo.png"), STK("soil", "textures/stk_genericMineEarth_a.png"),
+    STK("soil", "textures/gfx_kartDirt_a_Albedo.png"),
     STK("soil", "textures/stktex_generic_earth_a.png"), STK("soil", "tracks/cave/Ground010_1K_Color.png"),
     STK("soil", "tracks/lighthouse/earth.png"), STK("soil", "textures/city_ground.jpg"),
     STK("soil", "textures/canyon_dirt_road.jpg"), RE("soil", "philipk/pk02/sand01_c.png"),
@@ -223,6 +223,9 @@ V2 = [
     STK("wood", "tracks/mines/wall_wood1.jpg"), AD("wood", "bridge_wood_a.png.cached.dds"),
     AD("wood", "bridge_wood_b.png.cached.dds"), AD("wood", "bridge_wood_c.png.cached.dds"),
     # bark
+    MG("bark", "tilesets/pine_rock/models/pine.png", crop=(40, 450, 300, 940)),
+    MG("bark", "tilesets/pine_rock/models/deadpine.png", crop=(500, 0, 1020, 1024)),
+    RE("bark", "dziq/meshtex/palm_tree_trunk.jpg", crop=(520, 150, 960, 900)),
     STK("bark", "library/stklib_pinetree_b/fir_bark.png"), STK("bark", "textures/TiZeta_barkM.png"),
     STK("bark", "textures/palmBark.jpg"), STK("bark", "textures/stktex_treeBark_b.png"),
     STK("bark", "tracks/black_forest/fir_bark.png"), STK("bark", "tracks/minigolf/trunk_bark.png"),
@@ -235,7 +238,7 @@ V2 = [
     RE("brick", "wicked/highqualitybrick.jpg"), STK("brick", "textures/city_bricks.png"),
     STK("brick", "tracks/ancient_colosseum_labyrinth/3td_BrickOldRound_01.jpg"),
     # snow
-    RE("snow", "appleflap/snow.jpg"), RE("snow", "jojo/snow02.png"), RE("snow", "wicked/wickedsnow01.jpg"),
+    RE("snow", "appleflap/snow.jpg"), RE("snow", "wicked/wickedsnow01.jpg"),
     RE("snow", "wicked/wickedsnow02.jpg"), STK("snow", "textures/snow.png"),
     STK("snow", "textures/stk_generic_snow_a.png"), STK("snow", "textures/stktex_earthSnow_a.png"),
     AD("snow", "alpine_arctic/snow_01.png.cached.dds"), AD("snow", "alpine_arctic/snow_02.png.cached.dds"),
@@ -272,7 +275,7 @@ V2 = [
     AD("paving", "alpine_arctic/paving_stones_01.png.cached.dds"),
     AD("paving", "alpine_arctic/paving_stones_02.png.cached.dds"), AD("paving", "india/paving_01.png.cached.dds"),
     AD("paving", "india/paving_02.png.cached.dds"), AD("paving", "medit_city_tile.dds.cached.dds"),
-    AD("paving", "medit_road_broken.png.cached.dds"), AD("paving", "nubia/paving_02.png.cached.dds"),
+    AD("paving", "nubia/paving_02.png.cached.dds"),
     AD("paving", "nubia/paving_stones_01.png.cached.dds"), AD("paving", "road1.dds.cached.dds"),
     AD("paving", "road_5.dds.cached.dds"), AD("paving", "road_flat.dds.cached.dds"),
     AD("paving", "road_med.dds.cached.dds"), AD("paving", "road_muddy.dds.cached.dds"),
@@ -294,7 +297,7 @@ V2 = [
     # foliage
     AD("foliage", "medit_rocks_grass_shrubs.dds.cached.dds"), AD("foliage", "medit_rocks_shrubs.dds.cached.dds"),
     AD("foliage", "medit_shrubs.dds.cached.dds"), AD("foliage", "savanna_shrubs_a_wetseason.png.cached.dds"),
-    AD("foliage", "temp_grass_aut.png.cached.dds"), AD("foliage", "temp_mud_plants.dds.cached.dds"),
+    AD("foliage", "temp_mud_plants.dds.cached.dds"),
     AD("foliage", "temp_plants_bog.png.cached.dds"), AD("foliage", "temp_plants_bog_aut.png.cached.dds"),
     AD("foliage", "tropic_citytile_plants.png.cached.dds"), AD("foliage", "tropic_cliff_a_plants.png.cached.dds"),
     AD("foliage", "tropic_cliff_b_plants.png.cached.dds"), AD("foliage", "tropic_dirt_a_plants.png.cached.dds"),
@@ -323,8 +326,8 @@ V2 = [
     # ice
     AD("ice", "polar_ice.dds.cached.dds"), AD("ice", "polar_ice_b.dds.cached.dds"),
     AD("ice", "polar_ice_c.dds.cached.dds"), AD("ice", "polar_ice_cracked.dds.cached.dds"),
-    RE("ice", "wicked/wickedsnow03.jpg"), RE("ice", "wicked/wickedsnow04.jpg"), RE("ice", "wicked/wickedsnow05.jpg"),
-    STK("ice", "textures/stk_generic_ice_a.png"), STK("ice", "textures/ice.png"),
+    RE("ice", "wicked/wickedsnow03.jpg"),
+    STK("ice", "textures/ice.png"),
     UFO("ice", "tex_nature/ice002.png"), AD("ice", "alpine_arctic/ice_01.png.cached.dds"),
     AD("ice", "ice_01.dds.cached.dds"),
 ]
@@ -601,29 +604,41 @@ def build_pack(out: str, root: str, quality: int = 93, sources: list | None = No
     rejected = []
     items = []
     pkgs: dict = {}
+    loaded_all = []
+    for s in sources:
+        if s.cls not in classes:
+            raise ValueError(f"source {source_id(s)}: class {s.cls!r} not in CLASSES")
+        lic = resolve_licence(root, s)
+        if not is_free(lic):
+            rejected.append({"source": source_id(s), "class": s.cls, "why": f"licence not known free: {lic!r}"})
+            continue
+        img = load_source(reader, s)
+        if min(img.shape[:2]) < MIN_SIDE:
+            rejected.append({"source": source_id(s), "class": s.cls,
+                             "why": f"smaller than {MIN_SIDE} px: {list(img.shape[:2])}"})
+            continue
+        if repeats_inside(img):
+            rejected.append({"source": source_id(s), "class": s.cls, "why": "a tiled copy of itself"})
+            continue
+        loaded_all.append((s._replace(licence=lic), img))
+    # one photo under two labels: keep the first (class order), refuse the others
+    thumbs = [_thumb(img) for _, img in loaded_all]
+    bad = set()
+    for i in range(len(loaded_all)):
+        for j in range(i):
+            si, sj = loaded_all[i][0], loaded_all[j][0]
+            if si.cls != sj.cls and j not in bad and float(thumbs[i] @ thumbs[j]) > SIMILAR:
+                bad.add(i)
+                rejected.append({"source": source_id(si), "class": si.cls,
+                                 "why": f"same photo as {source_id(sj)} in class {sj.cls}"})
+                break
     for c in classes:
-        loaded = []
-        for s in sources:
-            if s.cls not in classes:
-                raise ValueError(f"source {source_id(s)}: class {s.cls!r} not in CLASSES")
-            if s.cls != c:
-                continue
-            lic = resolve_licence(root, s)
-            if not is_free(lic):
-                rejected.append({"source": source_id(s), "class": c, "why": f"licence not known free: {lic!r}"})
-                continue
-            img = load_source(reader, s)
-            if min(img.shape[:2]) < MIN_SIDE:
-                rejected.append({"source": source_id(s), "class": c,
-                                 "why": f"smaller than {MIN_SIDE} px: {list(img.shape[:2])}"})
-                continue
-            if repeats_inside(img):
-                rejected.append({"source": source_id(s), "class": c, "why": "a tiled copy of itself"})
-                continue
-            loaded.append((s._replace(licence=lic), img))
+        loaded = [x for i, x in enumerate(loaded_all) if x[0].cls == c and i not in bad]
         groups, drop = group_sources(loaded)
         for i in drop:
-            rejected.append({"source": source_id(loaded[i][0]), "class": c, "why": "an exact copy of another source"})
+            rejected.append({"source": source_id(loaded[i][0]), "class": c,
+                             "why": "a copy or recolour of another source (thumbnail correlation > "
+                                    f"{DUPLICATE})"})
         keep = [i for i in range(len(loaded)) if i not in drop]
         imgs = cap_class([loaded[i][1] for i in keep], cap_mpx * 1e6)
         gpx: dict = {}
