@@ -126,6 +126,8 @@ def test_pack_round_trip(tmp_path):
     assert c["rock"]["train"]["images"] == 3 and c["rock"]["held_out"]["sources"] == 1
     assert c["grass"]["held_out"]["pixels"] == 56 * 40 and c["grass"]["train"]["pixels"] == (32 + 40 + 48) * 40
     assert {m["class"] for m in pt.held_out_meta} == set(classes)
+    assert pt.info["sources"]["water"] == [f"pkg:water/{j}.png" for j in range(4)]
+    assert pt.info["licences"]["rock"] == {"GPL-2+": 4}
 
 
 def test_pack_split_has_no_shared_source(tmp_path):
