@@ -220,7 +220,9 @@ def _fake_package(root, rng):
     Image.fromarray(tex(7).astype(np.uint8)).save(pkg / "data/nonfree/grass9.png")
     Image.fromarray(tex(8, 128).astype(np.uint8)).save(pkg / "data/small.png")
     half = tex(9, 320)[:, :160].astype(np.uint8)
-    Image.fromarray(np.concatenate([half, half], 1)).save(pkg / "data/tiled.png")
+    Image.fromarray(np.concatenate([half, half], 1)).save(pkg / "data/tiled.png")  # tile 320x160: refused
+    tile = tex(13, 288).astype(np.uint8)
+    Image.fromarray(np.concatenate([tile, tile], 0)).save(pkg / "data/tiled_big.png")  # tile 288x288: kept
     buf = io.BytesIO()
     Image.fromarray(tex(99).astype(np.uint8)).save(buf, format="PNG")
     with zipfile.ZipFile(pkg / "data/more.zip", "w") as z:
@@ -236,6 +238,7 @@ def test_build_pack_from_packages(tmp_path):
     srcs = [S(c, "fakepkg", paths[(c, j)], None) for c in ("grass", "rock") for j in range(3)]
     srcs += [S("grass", "fakepkg", "data/grass1_red.png", None), S("grass", "fakepkg", "data/nonfree/grass9.png", None),
              S("rock", "fakepkg", "data/small.png", None), S("rock", "fakepkg", "data/tiled.png", None),
+             S("rock", "fakepkg", "data/tiled_big.png", None),
              S("rock", "fakepkg", "data/more.zip!tex/rock9.png", None),
              S("rock", "fakepkg", "data/grass1_red.png", None)]  # the same photo under a second label
     out = str(tmp_path / "p.pack")
@@ -243,7 +246,7 @@ def test_build_pack_from_packages(tmp_path):
     why = {r["source"].split(":", 1)[1]: r["why"] for r in info["rejected_at_build"]}
     assert "licence not known free: 'custom-no-redistribution'" in why["data/nonfree/grass9.png"]
     assert "smaller than 256" in why["data/small.png"]
-    assert "tiled copy" in why["data/tiled.png"]
+    assert "tiled copy of itself; its tile [320, 160] is under 256 px" in why["data/tiled.png"]
     assert "same photo as fakepkg:data/grass1.png in class grass" in why["data/grass1_red.png"]
     pt = D.load_packed(out)
     assert pt.classes == ["grass", "rock"] == pt.info["classes"]
@@ -252,6 +255,8 @@ def test_build_pack_from_packages(tmp_path):
     assert by_path["data/grass1_red.png"]["group"] == by_path[paths[("grass", 1)]]["group"]  # recolour: one group
     assert by_path[paths[("grass", 0)]]["licence"] == "CC-BY-SA-3.0" and by_path[paths[("grass", 1)]]["licence"] == "GPL-2+"
     assert any(m["path"] == "data/more.zip!tex/rock9.png" for m in metas)
+    big = [m for m in metas if m["path"] == "data/tiled_big.png"]
+    assert big and big[0]["untiled"] and max(big[0]["size_hw"]) <= 288  # one tile (maybe centre-cropped by the cap)
     assert info["packages"]["fakepkg"]["version"] == "1.2-3"
     for c in pt.classes:  # every class has both splits, no group in both, class cap respected (0.4 Mpx)
         tr = {m["group"] for m in pt.train_meta if m["class"] == c}
@@ -278,3 +283,34 @@ def test_v2_source_list_is_consistent():
     for c in V.CLASSES:
         assert sum(s.cls == c for s in V.SOURCES) >= 4, c
     assert {s.cls for s in V.SOURCES} == set(V.CLASSES)
+
+
+def test_pack_bytes_are_reproducible(tmp_path):
+    classes, items = _tiny_items(np.random.default_rng(3))
+    a, b = str(tmp_path / "a.pack"), str(tmp_path / "b.pack")
+    D.write_pack(a, classes, items)
+    D.write_pack(b, classes, items)
+    import pathlib
+    assert pathlib.Path(a).read_bytes() == pathlib.Path(b).read_bytes()
+
+
+PACK_V2 = os.environ.get("TEXTURES_V2_PACK", "/work/data/textures-v2/textures-v2.pack")
+
+
+@pytest.mark.skipif(not os.path.isfile(PACK_V2), reason=f"no v2 pack at {PACK_V2} (python -m engine.train.data pack)")
+def test_built_v2_pack_matches_its_spec():
+    from engine.train import sources_v2 as V
+    pt = D.load_packed(PACK_V2)
+    assert pt.classes == pt.info["classes"] == V.CLASSES
+    for k, c in enumerate(pt.classes):
+        cnt = pt.info["counts"][c]
+        assert cnt["train"]["images"] == sum(kk == k for _, kk in pt.train)
+        assert cnt["held_out"]["images"] == sum(kk == k for _, kk in pt.held_out) >= 1
+        assert cnt["train"]["groups"] + cnt["held_out"]["groups"] >= 4
+        assert cnt["train"]["mpx"] >= 1.5
+    tr = {m["group"] for m in pt.train_meta} | {m["source"] for m in pt.train_meta}
+    ho = {m["group"] for m in pt.held_out_meta} | {m["source"] for m in pt.held_out_meta}
+    assert not tr & ho
+    assert all(min(img.shape[:2]) >= 256 and img.dtype == np.uint8 for img, _ in pt.train + pt.held_out)
+    assert all(V.is_free(m["licence"]) for m in pt.train_meta + pt.held_out_meta)
+    assert os.path.getsize(PACK_V2) <= 40 * 2**20

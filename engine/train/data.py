@@ -521,10 +521,10 @@ def write_pack(path: str, classes: list, items: list, info: dict | None = None, 
     })
     tmp = path + ".tmp"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-        z.writestr("info.json", json.dumps(info, indent=1, sort_keys=False))
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:  # fixed dates: same input, same bytes
+        z.writestr(zipfile.ZipInfo("info.json", (2020, 1, 1, 0, 0, 0)), json.dumps(info, indent=1))
         for m, b in zip(metas, blobs):
-            z.writestr(m["file"], b)
+            z.writestr(zipfile.ZipInfo(m["file"], (2020, 1, 1, 0, 0, 0)), b)
     os.replace(tmp, path)
     return info
 

@@ -481,6 +481,19 @@ def repeats_inside(img: np.ndarray, tol: float = 2.0) -> bool:
     return h % 2 == 0 and bool(np.abs(a[: h // 2] - a[h // 2:]).mean() < tol)
 
 
+def untile(img: np.ndarray, tol: float = 2.0) -> np.ndarray:
+    """Cut an image that is a 2x1 / 1x2 tiling of one half down to that half (repeatedly)."""
+    while True:
+        h, w = img.shape[:2]
+        a = img.astype(np.int16)
+        if w % 2 == 0 and np.abs(a[:, : w // 2] - a[:, w // 2:]).mean() < tol:
+            img = np.ascontiguousarray(img[:, : w // 2])
+        elif h % 2 == 0 and np.abs(a[: h // 2] - a[h // 2:]).mean() < tol:
+            img = np.ascontiguousarray(img[: h // 2])
+        else:
+            return img
+
+
 def source_id(s: Src) -> str:
     return f"{s.pkg}:{s.path}"
 
@@ -597,6 +610,7 @@ def build_pack(out: str, root: str, quality: int = 93, sources: list | None = No
     items = []
     pkgs: dict = {}
     loaded_all = []
+    untiled: set = set()  # indices of sources that were a 2x tiling of themselves, cut to one tile
     for s in sources:
         if s.cls not in classes:
             raise ValueError(f"source {source_id(s)}: class {s.cls!r} not in CLASSES")
@@ -610,8 +624,14 @@ def build_pack(out: str, root: str, quality: int = 93, sources: list | None = No
                              "why": f"smaller than {MIN_SIDE} px: {list(img.shape[:2])}"})
             continue
         if repeats_inside(img):
-            rejected.append({"source": source_id(s), "class": s.cls, "why": "a tiled copy of itself"})
-            continue
+            half = untile(img)
+            if min(half.shape[:2]) < MIN_SIDE:
+                rejected.append({"source": source_id(s), "class": s.cls,
+                                 "why": f"a tiled copy of itself; its tile {list(half.shape[:2])} is under "
+                                        f"{MIN_SIDE} px"})
+                continue
+            untiled.add(len(loaded_all))
+            img = half
         loaded_all.append((s._replace(licence=lic), img))
     # one photo under two labels: keep the first (class order), refuse the others
     thumbs = [_thumb(img) for _, img in loaded_all]
@@ -625,7 +645,8 @@ def build_pack(out: str, root: str, quality: int = 93, sources: list | None = No
                                  "why": f"same photo as {source_id(sj)} in class {sj.cls}"})
                 break
     for c in classes:
-        loaded = [x for i, x in enumerate(loaded_all) if x[0].cls == c and i not in bad]
+        idx = [i for i, x in enumerate(loaded_all) if x[0].cls == c and i not in bad]
+        loaded = [loaded_all[i] for i in idx]
         groups, drop = group_sources(loaded)
         for i in drop:
             rejected.append({"source": source_id(loaded[i][0]), "class": c,
@@ -644,6 +665,8 @@ def build_pack(out: str, root: str, quality: int = 93, sources: list | None = No
                     "group": groups[i], "package": s.pkg, "path": s.path, "licence": s.licence}
             if s.crop:
                 meta["crop"] = list(s.crop)
+            if idx[i] in untiled:
+                meta["untiled"] = True
             if img.shape != loaded[i][1].shape:
                 meta["centre_crop_hw"] = list(img.shape[:2])
             items.append((img, classes.index(c), meta))
@@ -654,8 +677,9 @@ def build_pack(out: str, root: str, quality: int = 93, sources: list | None = No
                  f"recoloured copies) in sha1 order until >= {HELD_OUT_TARGET[0]:.0%} of the class's pixels (at "
                  f"most {HELD_OUT_TARGET[1]:.0%}); no source or group is in both splits",
         "preprocessing": f"RGB; optional crop per source; DDS halved; long side capped at {MAX_SIDE} px (INTER_AREA); "
-                         f"sources under {MIN_SIDE} px, tiled copies of themselves and exact copies dropped; per class "
-                         f"at most ~{cap_mpx} Mpx (largest sources centre-cropped); JPEG q{quality} 4:4:4",
+                         f"sources under {MIN_SIDE} px and copies/recolours dropped, 2x tilings of one tile cut to "
+                         f"the tile; per class at most ~{cap_mpx} Mpx (largest sources centre-cropped); JPEG "
+                         f"q{quality} 4:4:4",
         "rejected_at_build": rejected,
     }
     return write_pack(out, classes, items, info=info, quality=quality)
