@@ -289,7 +289,6 @@ V2 = [
     AD("tiles", "medit_city_tile_dirt.dds.cached.dds"), AD("tiles", "road_tropic_b.dds.cached.dds"),
     AD("tiles", "temp_road_broken.png.cached.dds"), RE("tiles", "mikeplus64/decktiles_c.png"),
     RE("tiles", "trak/trak4/tile1.jpg"), RE("tiles", "trak/trak4/tile2a.jpg"), RE("tiles", "trak/trak4/tile2b.jpg"),
-    RE("tiles", "trak/trak5/tile3a.jpg"), RE("tiles", "trak/trak5/tile3b.jpg"),
     UFO("tiles", "tex_buildings/tile01.png"), UFO("tiles", "tex_buildings/tile02.png"),
     UFO("tiles", "tex_buildings/tile03.png"), UFO("tiles", "tex_ctp1/tiles_m_3.jpg"),
     UFO("tiles", "tex_ctp1/tiles_r_1.jpg"), UFO("tiles", "tex_ctp1/tiles_w_1.jpg"),
