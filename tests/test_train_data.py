@@ -242,7 +242,7 @@ def test_build_pack_from_packages(tmp_path):
              S("rock", "fakepkg", "data/more.zip!tex/rock9.png", None),
              S("rock", "fakepkg", "data/grass1_red.png", None)]  # the same photo under a second label
     out = str(tmp_path / "p.pack")
-    info = V.build_pack(out, str(root), sources=srcs, classes=["grass", "rock"], cap_mpx=0.4)
+    info = D.build_pack(out, str(root), sources=srcs, classes=["grass", "rock"], cap_mpx=0.4)
     why = {r["source"].split(":", 1)[1]: r["why"] for r in info["rejected_at_build"]}
     assert "licence not known free: 'custom-no-redistribution'" in why["data/nonfree/grass9.png"]
     assert "smaller than 256" in why["data/small.png"]

@@ -600,9 +600,16 @@ def overview_sheet(pt: PackedTextures, path: str, train: int = 6, held_out: int 
     sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
+def build_pack(out: str, root: str = PKGS_ROOT, quality: int = 93, **kw) -> dict:
+    """Build the v2 pack ``out`` from Debian packages extracted under ``root/<package>/``; returns its info.
+    ``kw``: ``sources``, ``classes``, ``cap_mpx`` for ``sources_v2.collect``."""
+    from engine.train import sources_v2
+    classes, items, info = sources_v2.collect(root, quality=quality, **kw)
+    return write_pack(out, classes, items, info=info, quality=quality)
+
+
 def pack_main(argv=None):
     """``python -m engine.train.data pack --out PATH``: build the v2 pack from extracted Debian packages."""
-    from engine.train import sources_v2
     ap = argparse.ArgumentParser(prog="python -m engine.train.data pack",
                                  description="build the packed v2 texture set (one file) from Debian packages "
                                              "extracted under ROOT/<package>/ (scripts/setup_data_v2.sh)")
@@ -614,7 +621,7 @@ def pack_main(argv=None):
                                                   "class, train and held-out)")
     args = ap.parse_args(argv)
     t0 = time.time()
-    info = sources_v2.build_pack(args.out, root=args.root, quality=args.quality)
+    info = build_pack(args.out, root=args.root, quality=args.quality)
     size = os.path.getsize(args.out)
     print(f"wrote {args.out}: {size / 2**20:.1f} MiB in {time.time() - t0:.0f}s")
     print_counts(info)

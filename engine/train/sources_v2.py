@@ -599,9 +599,10 @@ def cap_class(imgs: list, cap_px: float) -> list:
     return out
 
 
-def build_pack(out: str, root: str, quality: int = 93, sources: list | None = None,
-               classes: list | None = None, cap_mpx: float = CLASS_CAP_MPX) -> dict:
-    from engine.train.data import write_pack
+def collect(root: str, quality: int = 93, sources: list | None = None, classes: list | None = None,
+            cap_mpx: float = CLASS_CAP_MPX) -> tuple:
+    """Read, check, group, cap and split the sources: ``(classes, items, info)`` for ``data.write_pack``
+    (``data.build_pack`` does both)."""
     sources = SOURCES if sources is None else sources
     classes = CLASSES if classes is None else classes
     reader = _Reader(root)
@@ -681,4 +682,4 @@ def build_pack(out: str, root: str, quality: int = 93, sources: list | None = No
                          f"q{quality} 4:4:4",
         "rejected_at_build": rejected,
     }
-    return write_pack(out, classes, items, info=info, quality=quality)
+    return classes, items, info
