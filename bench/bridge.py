@@ -62,7 +62,7 @@ def serve_echo() -> None:
     """Child process: protocol echo server + raw ROUTER echo; prints their addresses."""
     import zmq
 
-    from engine.server import EngineServer
+    from engine.serve.server import EngineServer
 
     server = EngineServer(EchoHandler(), bind="tcp://127.0.0.1:*")
     server.start()

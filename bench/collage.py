@@ -5,9 +5,9 @@
 
 For every model, at batch 1 and with torch on one thread:
 
-* sCBN edit / plain forward: ``engine.collage.label_swap`` with one circular region on all layers vs the plain
+* sCBN edit / plain forward: ``engine.collage.label.label_swap`` with one circular region on all layers vs the plain
   conditional forward ``G(z, label)`` of the same z (goal <= 1.05);
-* k-reference blend / (k + 1) plain forwards: ``engine.collage.feature_blend`` with k references (one batched
+* k-reference blend / (k + 1) plain forwards: ``engine.blend.feature.feature_blend`` with k references (one batched
   forward of k + 1 streams, a circular mask and a shift each) vs k + 1 separate plain forwards, the way an
   implementation without batching would compute the same streams (goal <= 0.6), for k = 1, 2, 4.
 
@@ -66,7 +66,7 @@ def load_default_bundle(device="cpu"):
     try:
         return load_model("default", device), default_weights_info()
     except (MissingWeights, FileNotFoundError) as e:
-        from engine.models.bundle import ModelBundle
+        from engine.generator import ModelBundle
         from engine.models.default import build_modules
         from engine.train.auxab import AUX_DIMS
         from engine.train.gan import default_config
@@ -149,8 +149,9 @@ def _row(model: str, measure: str, ta: list[float], tb: list[float], goal: float
 def bench_model(G, model: str, resolution: int | None = None, repeats: int = 21, blend_repeats: int = 9,
                 ks=KS, seed: int = 0) -> list[dict]:
     """sCBN and k-reference blend ratios for one generator at one output size (batch 1)."""
-    from engine.collage import Reference, feature_blend, image_size, label_swap
-    from engine.scbn import Region
+    from engine.blend.feature import Reference, feature_blend
+    from engine.collage.label import image_size, label_swap
+    from engine.sites.scbn import Region
 
     G.eval()
     gen = torch.Generator().manual_seed(seed)

@@ -65,7 +65,7 @@ def run(sizes=SIZES, repeats: int | None = None, with_exact: bool = True) -> lis
     """Measure every size; one dict per size (times in seconds, errors in 8-bit levels)."""
     import cv2
 
-    from engine.poisson import poisson_blend
+    from engine.compose.poisson import poisson_blend
 
     # warm up imports and OpenCV's thread pool
     w = photo(64, 0)

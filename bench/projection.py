@@ -91,7 +91,7 @@ def run(n: int = 8, steps: int = 200, max_steps: int | None = None, threads: int
     ``step_sizes``: "model" (``Projector.learning_rate``: the model's own, else the official ones) or "official"
     (0.075 on z, 0.015 on zeta) for every run, the reference included.
     ``bundle``/``images`` (x [N, 3, R, R], labels [N]) replace the default model / the held-out crops (tests)."""
-    from engine.projection import OFFICIAL_LR, Projector
+    from engine.project.projector import OFFICIAL_LR, Projector
 
     if threads:
         torch.set_num_threads(threads)

@@ -7,7 +7,7 @@ import torch
 
 from engine.models.auxab import AuxAB
 from engine.models.biggan_deep import BigGANDeep, BigGANDeepConfig
-from engine.models.bundle import ModelBundle
+from engine.generator import ModelBundle
 from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
 
 

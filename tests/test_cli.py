@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.cli import main
+from engine.cli.parser import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

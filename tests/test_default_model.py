@@ -76,7 +76,7 @@ def test_generate_works_with_no_network(tmp_path):
 def test_projection_step_sizes_follow_the_config(bundle):
     """config.json's projection_lr (written by engine/train/tune_projection.py) reaches the Projector, and the
     card states the step sizes in use; without it, the official ones."""
-    from engine.projection import OFFICIAL_LR, Projector
+    from engine.project.projector import OFFICIAL_LR, Projector
 
     meta = json.loads((WEIGHTS_DIR / "config.json").read_text())
     lr = {**OFFICIAL_LR, **meta.get("projection_lr", {})}

@@ -267,7 +267,8 @@ def test_curve_settings_reach_a_curve_engine(tmp_path):
 
     from bridge.client import EngineClient
     from bridge.protocol import BridgeError
-    from engine.server import EngineServer, add_keys_arguments, keys_main
+    from engine.cli.serve import add_keys_arguments, keys_main
+    from engine.serve.server import EngineServer
 
     keys_main(str(tmp_path / "engine"))
     keys_main(add_keys_arguments(argparse.ArgumentParser()).parse_args(["--out-dir", str(tmp_path / "me"),

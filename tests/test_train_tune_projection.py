@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from engine.models.auxab import AuxAB
-from engine.models.bundle import ModelBundle
+from engine.generator import ModelBundle
 from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
 from engine.train.tune_projection import tune
 

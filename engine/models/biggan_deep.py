@@ -61,8 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.interface import CollageContext, CollageGenerator, Site
-from engine.scbn import ConditionalNorm
+from engine.generator import CollageContext, CollageGenerator, Site
+from engine.sites.scbn import ConditionalNorm
 
 WEIGHTS_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"
@@ -467,7 +467,7 @@ class BigGANDeep(CollageGenerator):
             return list(self._names)
         if self.num_classes == 1000:
             try:
-                from engine.models.registry import imagenet_class_names
+                from engine.models.store import imagenet_class_names
 
                 self._names = imagenet_class_names()
                 return list(self._names)

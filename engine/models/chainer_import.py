@@ -49,7 +49,7 @@ from engine.models.sngan import (
     SNGANConfig,
     SNResNetProjectionDiscriminator,
 )
-from engine.models.registry import sha256_file
+from engine.models.store import sha256_file
 from engine.models.sngan_encoder import EncoderConfig, ResNetEncoder
 
 FORMAT = "neural-collage-sngan-chainer"
@@ -358,7 +358,7 @@ def import_chainer_dir(src_dir, dst_dir=None, log=None) -> dict:
         mapped["aux"] = map_arrays(aux_arrays, expected["aux"], "aux")
 
     if dst_dir is None:
-        from engine.models.registry import weights_dir
+        from engine.models.store import weights_dir
 
         dst_dir = os.path.join(weights_dir(), name)
     dst_dir = os.fspath(dst_dir)

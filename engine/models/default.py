@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.models.bundle import ModelBundle
+from engine.generator import ModelBundle
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
 FILES = ("generator", "discriminator", "encoder", "aux", "classifier")
@@ -15,7 +15,7 @@ FILES = ("generator", "discriminator", "encoder", "aux", "classifier")
 def read_config(path: Path = WEIGHTS_DIR) -> dict:
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
-        from engine.models.registry import MissingWeights
+        from engine.models.store import MissingWeights
 
         raise MissingWeights(f"model default: missing {cfg_file}; reinstall the project (the default weights ship "
                              f"with the repository) or run the training in engine/train")
@@ -31,7 +31,7 @@ def build_modules(meta: dict):
         SNResNetProjectionDiscriminator,
         SpatialEncoder,
     )
-    from engine.train.classifier import TextureClassifier
+    from engine.models.texture_classifier import TextureClassifier
 
     cfg = SNGANConfig.from_dict(meta["sngan"])
     return {
@@ -52,7 +52,7 @@ def load_default(device="cpu", path: Path = WEIGHTS_DIR) -> ModelBundle:
         f = path / f"{name}.safetensors"
         if not f.is_file():
             if name in ("generator", "discriminator"):
-                from engine.models.registry import MissingWeights
+                from engine.models.store import MissingWeights
 
                 raise MissingWeights(f"model default: missing {f}; reinstall the project")
             mods[name] = None

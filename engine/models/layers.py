@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.scbn import ConditionalNorm
+from engine.sites.scbn import ConditionalNorm
 
 
 def _l2n(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -1,7 +1,5 @@
-"""Weights registry: which models exist, where their files live, how to fetch, import, verify and load them.
-
-Files live in ``<cache>/weights/<model name>/`` with ``<cache>`` = ``platformdirs.user_cache_dir("neural-collage")``;
-the environment variable ``NEURAL_COLLAGE_WEIGHTS`` replaces the whole ``<cache>/weights`` folder.
+"""Weights registry: which models exist, where their files live, how to fetch, import, verify and load them.  The
+only module that imports the model families; the weights folder, downloads and checks are engine/models/store.py.
 
 Models:
 - ``default``: shipped in the repository (engine.models.default.load_default);
@@ -14,41 +12,30 @@ Loading never unpickles arbitrary objects: ``torch.load(weights_only=True)`` or 
 """
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
-import os
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
-ENV_VAR = "NEURAL_COLLAGE_WEIGHTS"
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+from engine.models.store import (
+    ENV_VAR,
+    DownloadError,
+    MissingWeights,
+    Progress,
+    class_names_for_ids,
+    download_file,
+    imagenet_class_names,
+    layout_diff,
+    sha256_file,
+    weights_dir,
+)
+
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
 
 BIGGAN_S3 = "https://s3.amazonaws.com/models.huggingface.co/biggan"
 CHAINER_GD_FOLDER = "https://drive.google.com/drive/u/0/folders/1SFmq9LjEkIXXAKo6p-Wdlfu0BUFSyLJi"
 CHAINER_ENC_AUX_FOLDER = "https://drive.google.com/drive/folders/1qPP2RxMNnPSbacotnG7_H5dZrQpOmI3D"
 BIGGAN_DEFAULT_TRUNCATION = 0.4  # the package README's example value
-
-Progress = Callable[[str, int, "int | None"], None]  # (file name, bytes done, total bytes or None)
-
-
-class MissingWeights(RuntimeError):
-    """A model's files are not there; the message (one line) says what to fetch from where, or what to run."""
-
-
-class DownloadError(RuntimeError):
-    pass
-
-
-class ChecksumError(DownloadError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -113,15 +100,6 @@ REGISTRY: dict[str, ModelEntry] = {
 
 
 # -- paths and data ----------------------------------------------------------------------------------------------
-def weights_dir() -> Path:
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("neural-collage")) / "weights"
-
-
 def model_dir(name: str) -> Path:
     entry = get_entry(name)
     return SHIPPED_DIR if entry.source == "shipped" else weights_dir() / name
@@ -132,25 +110,6 @@ def get_entry(name: str) -> ModelEntry:
         return REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}: known models are {', '.join(REGISTRY)}") from None
-
-
-@lru_cache(maxsize=1)
-def _imagenet_names() -> tuple[str, ...]:
-    with open(DATA_DIR / "imagenet_classes.txt", encoding="utf-8") as f:
-        names = tuple(line.strip() for line in f if line.strip())
-    if len(names) != 1000:
-        raise ValueError(f"{DATA_DIR / 'imagenet_classes.txt'} holds {len(names)} names, expected 1000")
-    return names
-
-
-def imagenet_class_names() -> list[str]:
-    """The 1000 ImageNet class names in id order."""
-    return list(_imagenet_names())
-
-
-def class_names_for_ids(ids) -> list[str]:
-    names = _imagenet_names()
-    return [names[int(i)] for i in ids]
 
 
 def is_present(name: str) -> bool:
@@ -207,7 +166,7 @@ def load_model(name: str, device="cpu"):
         return load_default(device)
     if not is_present(name):
         raise MissingWeights(missing_message(name))
-    from engine.models.bundle import ModelBundle
+    from engine.generator import ModelBundle
 
     d = model_dir(name)
     if entry.family == "biggan-deep":
@@ -235,77 +194,6 @@ def load_model(name: str, device="cpu"):
 
 
 # -- download ----------------------------------------------------------------------------------------------------
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _total_from(resp, offset: int) -> int | None:
-    cr = resp.headers.get("Content-Range")
-    if cr and "/" in cr:
-        tail = cr.rsplit("/", 1)[1].strip()
-        if tail.isdigit():
-            return int(tail)
-    cl = resp.headers.get("Content-Length")
-    return offset + int(cl) if cl and cl.isdigit() else None
-
-
-def download_file(url: str, dest, sha256: str | None = None, progress: Progress | None = None, retries: int = 4,
-                  timeout: float = 60.0, chunk: int = 1 << 20) -> Path:
-    """Fetch ``url`` to ``dest`` through ``dest.part``, resuming with an HTTP Range request after an interruption
-    (within this call, up to ``retries`` times, and across calls); check sha256 when known."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
-        return dest
-    part = dest.with_name(dest.name + ".part")
-    last_err = ""
-    for attempt in range(retries + 1):
-        offset = part.stat().st_size if part.is_file() else 0
-        headers = {"User-Agent": "neural-collage-weights/1"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
-                if offset and resp.status != 206:  # the server ignored the range: start again
-                    offset = 0
-                total = _total_from(resp, offset)
-                done = offset
-                with open(part, "ab" if offset else "wb") as f:
-                    while True:
-                        block = resp.read(chunk)
-                        if not block:
-                            break
-                        f.write(block)
-                        done += len(block)
-                        if progress:
-                            progress(dest.name, done, total)
-            if total is not None and done < total:
-                raise DownloadError(f"connection closed at {done} of {total} bytes")
-            break
-        except urllib.error.HTTPError as e:
-            if e.code == 416 and offset:  # nothing left to fetch: the .part is complete
-                break
-            raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
-        except (DownloadError, urllib.error.URLError, http.client.HTTPException, OSError) as e:
-            last_err = str(getattr(e, "reason", e))
-            if attempt == retries:
-                size = part.stat().st_size if part.is_file() else 0
-                raise DownloadError(f"{url}: {last_err} ({size} bytes kept in {part}; run again to resume)") from None
-            time.sleep(min(0.2 * 2 ** attempt, 5.0))
-    if sha256 is not None:
-        got = sha256_file(part)
-        if got != sha256:
-            part.unlink()
-            raise ChecksumError(f"{url}: sha256 mismatch (expected {sha256}, got {got}); the file was deleted, "
-                                "run the download again")
-    os.replace(part, dest)
-    return dest
-
-
 def download(name: str, progress: Progress | None = None) -> Path:
     """Download every file of a model (resuming partial files); returns the model folder."""
     entry = get_entry(name)
@@ -320,22 +208,6 @@ def download(name: str, progress: Progress | None = None) -> Path:
 
 
 # -- verification ------------------------------------------------------------------------------------------------
-def _check_layout(found: dict, expected: dict) -> str:
-    if found == expected:
-        return "ok"
-    missing = sorted(set(expected) - set(found))
-    extra = sorted(set(found) - set(expected))
-    bad = sorted(k for k in set(found) & set(expected) if tuple(found[k]) != tuple(expected[k]))
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s) e.g. {missing[0]}")
-    if extra:
-        parts.append(f"{len(extra)} unexpected key(s) e.g. {extra[0]}")
-    if bad:
-        parts.append(f"{len(bad)} shape mismatch(es) e.g. {bad[0]}")
-    return "; ".join(parts)
-
-
 def _verify_biggan(entry: ModelEntry, d: Path) -> list[tuple[str, str, str]]:
     import torch
 
@@ -357,7 +229,7 @@ def _verify_biggan(entry: ModelEntry, d: Path) -> list[tuple[str, str, str]]:
         sd = torch.load(p, map_location="cpu", weights_only=True)
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in BigGANDeep(cfg).state_dict().items()}
-        rows.append((entry.name, p.name, _check_layout({k: tuple(v.shape) for k, v in sd.items()}, expected)))
+        rows.append((entry.name, p.name, layout_diff({k: tuple(v.shape) for k, v in sd.items()}, expected)))
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported, not raised
         rows.append((entry.name, p.name, f"unreadable: {type(e).__name__}: {e}"))
     return rows
@@ -388,7 +260,7 @@ def _verify_imported(entry: ModelEntry, d: Path) -> list[tuple[str, str, str]]:
         try:
             with safe_open(str(p), framework="pt") as f:
                 found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-            rows.append((entry.name, info["file"], _check_layout(found, expected[comp])))
+            rows.append((entry.name, info["file"], layout_diff(found, expected[comp])))
         except Exception as e:  # noqa: BLE001
             rows.append((entry.name, info["file"], f"unreadable: {type(e).__name__}: {e}"))
     return rows
@@ -412,7 +284,7 @@ def verify(names=None) -> list[tuple[str, str, str]]:
     return rows
 
 
-# -- command-line helpers (wired into engine/cli.py) ----------------------------------------------------------
+# -- command-line helpers (wired into engine/cli/commands.py) ----------------------------------------------------------
 def cmd_weights_list() -> int:
     print(f"weights folder: {weights_dir()}  (set {ENV_VAR} to change it)")
     for m in list_models():

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.interface import CollageContext, CollageGenerator, Site
+from engine.generator import CollageContext, CollageGenerator, Site
 from engine.models.layers import (
     BatchNorm,
     CategoricalConditionalBatchNorm,
@@ -297,6 +297,13 @@ class SNResNetProjectionDiscriminator(nn.Module):
         """The pre-pooling feature vector that manifold projection compares (Chainer ``feature_vector``)."""
         return self.features(x).flatten(1)
 
+    def class_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The projection term <embed(y), sum h> for every class y: [B, n_classes] (engine.generator's
+        Discriminator: ranks the classes of an unlabelled photo)."""
+        h = self.features(x).sum(dim=(2, 3))  # [B, C]
+        w = self.l_y.sn_weight()  # [n_classes, C]
+        return torch.stack([w @ hb for hb in h])
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x).sum(dim=(2, 3))
         out = getattr(self, f"l{self.n_blocks + 1}")(h)
@@ -322,6 +329,10 @@ class SpatialEncoder(nn.Module):
             setattr(self, f"block{i + 2}", EncBlock(ch * mults[i], ch * mults[i + 1], cfg.padding))
         self.n = n
         self.l_out = nn.Conv2d(ch * mults[n], cfg.z_channels, 1)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """engine.generator's Encoder: unconditional, the class ids are not used."""
+        return self(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.block1(x)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.interface import CollageContext
+from engine.generator import CollageContext
 from engine.models.layers import BatchNorm, CategoricalConditionalBatchNorm, glorot_
 
 _VARIANTS = {
@@ -120,6 +120,10 @@ class ResNetEncoder(nn.Module):
     @property
     def conditional(self) -> bool:
         return self.cfg.n_classes > 0
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """engine.generator's Encoder: E(x, y) when class-conditional, else E(x)."""
+        return self(x, labels if self.conditional else None)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.conditional and y is None:

@@ -18,7 +18,7 @@ import torch
 
 from engine.models.auxab import AuxAB
 from engine.models.sngan import SpatialEncoder
-from engine.projection import feature_psi, manifold_projection_loss
+from engine.project.projector import feature_psi, manifold_projection_loss
 from engine.train.encoder import load_gan
 from engine.train.budget import FollowCheckpoint, resume, set_step_size, train_for
 

@@ -15,23 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-
-class TextureClassifier(nn.Module):
-    def __init__(self, n_classes: int, ch: int = 32):
-        super().__init__()
-        chans = [3, ch, ch * 2, ch * 4, ch * 4]
-        layers = []
-        for i in range(4):
-            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, stride=2 if i < 3 else 1),
-                       nn.BatchNorm2d(chans[i + 1]), nn.ReLU()]
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(chans[-1], n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x in [-1, 1], [B, 3, H, W] -> logits [B, n_classes]."""
-        return self.head(self.features(x).mean(dim=(2, 3)))
+from engine.models.texture_classifier import TextureClassifier
 
 
 @torch.no_grad()

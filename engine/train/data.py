@@ -457,19 +457,28 @@ def check_split(images_meta: list) -> None:
 
 def count_images(classes: list, images_meta: list) -> dict:
     """Per class and split: number of images, distinct sources, megapixels."""
-    counts = {c: {s: {"images": 0, "sources": 0, "pixels": 0, "mpx": 0.0} for s in SPLITS} for c in classes}
+    counts = {c: {s: {"images": 0, "sources": 0, "groups": 0, "pixels": 0, "mpx": 0.0} for s in SPLITS}
+              for c in classes}
     srcs: dict = {}
     for m in images_meta:
         c = counts[m["class"]][m["split"]]
         c["images"] += 1
         c["pixels"] += m["size_hw"][0] * m["size_hw"][1]
         srcs.setdefault((m["class"], m["split"]), set()).add(m["source"])
-    for (cls, split), s in srcs.items():
-        counts[cls][split]["sources"] = len(s)
+        srcs.setdefault((m["class"], m["split"], "g"), set()).add(m.get("group", m["source"]))
+    for key, s in srcs.items():
+        counts[key[0]][key[1]]["groups" if len(key) == 3 else "sources"] = len(s)
     for c in counts.values():
         for v in c.values():
             v["mpx"] = round(v["pixels"] / 1e6, 3)
     return counts
+
+
+def _tally(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def write_pack(path: str, classes: list, items: list, info: dict | None = None, quality: int = 94) -> dict:
@@ -505,14 +514,17 @@ def write_pack(path: str, classes: list, items: list, info: dict | None = None, 
     info.update({
         "format": PACK_FORMAT, "version": PACK_VERSION, "classes": classes, "jpeg_quality": quality,
         "split": info.get("split", "held_out = whole source images (split groups), none of them in train"),
-        "counts": count_images(classes, metas), "images": metas,
+        "counts": count_images(classes, metas),
+        "sources": {c: sorted({m["source"] for m in metas if m["class"] == c}) for c in classes},
+        "licences": {c: _tally(m.get("licence", "?") for m in metas if m["class"] == c) for c in classes},
+        "images": metas,
     })
     tmp = path + ".tmp"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-        z.writestr("info.json", json.dumps(info, indent=1, sort_keys=False))
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:  # fixed dates: same input, same bytes
+        z.writestr(zipfile.ZipInfo("info.json", (2020, 1, 1, 0, 0, 0)), json.dumps(info, indent=1))
         for m, b in zip(metas, blobs):
-            z.writestr(m["file"], b)
+            z.writestr(zipfile.ZipInfo(m["file"], (2020, 1, 1, 0, 0, 0)), b)
     os.replace(tmp, path)
     return info
 
@@ -555,20 +567,61 @@ def load_packed(path: str, threads: int = 4) -> PackedTextures:
     return pt
 
 
+def overview_sheet(pt: PackedTextures, path: str, train: int = 6, held_out: int = 2, crop: int = 128,
+                   show: int = 80, seed: int = 0) -> None:
+    """One row per class: ``train`` random ``crop`` px training crops, then ``held_out`` held-out crops (after a
+    gap), each shown at ``show`` px; label with the class's image/group counts and megapixels. Saved as a
+    palette PNG (small enough for docs/)."""
+    from PIL import Image, ImageDraw
+    g = np.random.default_rng(seed)
+    lw, gap = 150, 10
+    n = train + held_out
+    sheet = Image.new("RGB", (lw + n * (show + 2) + gap, len(pt.classes) * (show + 2) + 14), "white")
+    d = ImageDraw.Draw(sheet)
+    d.text((lw, 1), f"training crops ({crop} px, shown at {show})", fill="black")
+    d.text((lw + train * (show + 2) + gap, 1), "held-out", fill="black")
+    for k, c in enumerate(pt.classes):
+        y = 14 + k * (show + 2)
+        cnt = pt.info["counts"][c]
+        d.text((2, y + show // 2 - 12), c, fill="black")
+        d.text((2, y + show // 2), f"{cnt['train']['mpx']:.1f}+{cnt['held_out']['mpx']:.1f} Mpx, "
+                                   f"{cnt['train']['groups']}+{cnt['held_out']['groups']} photos", fill="gray")
+        for col, split, num in ((0, pt.train, train), (train, pt.held_out, held_out)):
+            imgs = [img for img, kk in split if kk == k]
+            if not imgs:
+                continue
+            w = np.array([im.shape[0] * im.shape[1] for im in imgs], dtype=np.float64)
+            for i in range(num):
+                im = imgs[int(g.choice(len(imgs), p=w / w.sum()))]
+                yy = int(g.integers(0, im.shape[0] - crop + 1))
+                xx = int(g.integers(0, im.shape[1] - crop + 1))
+                tile = Image.fromarray(im[yy:yy + crop, xx:xx + crop]).resize((show, show), Image.LANCZOS)
+                sheet.paste(tile, (lw + (col + i) * (show + 2) + (gap if col else 0), y))
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
+def build_pack(out: str, root: str = PKGS_ROOT, quality: int = 93, **kw) -> dict:
+    """Build the v2 pack ``out`` from Debian packages extracted under ``root/<package>/``; returns its info.
+    ``kw``: ``sources``, ``classes``, ``cap_mpx`` for ``sources_v2.collect``."""
+    from engine.train import sources_v2
+    classes, items, info = sources_v2.collect(root, quality=quality, **kw)
+    return write_pack(out, classes, items, info=info, quality=quality)
+
+
 def pack_main(argv=None):
     """``python -m engine.train.data pack --out PATH``: build the v2 pack from extracted Debian packages."""
-    from engine.train import sources_v2
     ap = argparse.ArgumentParser(prog="python -m engine.train.data pack",
                                  description="build the packed v2 texture set (one file) from Debian packages "
                                              "extracted under ROOT/<package>/ (scripts/setup_data_v2.sh)")
     ap.add_argument("--out", required=True, help="pack file to write (e.g. textures-v2.pack)")
     ap.add_argument("--root", default=PKGS_ROOT, help="folder with one extracted package per subfolder "
                                                       "(default %(default)s)")
-    ap.add_argument("--quality", type=int, default=94, help="JPEG quality (default %(default)s)")
-    ap.add_argument("--sheet", default=None, help="also write a contact sheet PNG of the pack here")
+    ap.add_argument("--quality", type=int, default=93, help="JPEG quality (default %(default)s)")
+    ap.add_argument("--sheet", default=None, help="also write an overview PNG of the pack here (random crops per "
+                                                  "class, train and held-out)")
     args = ap.parse_args(argv)
     t0 = time.time()
-    info = sources_v2.build_pack(args.out, root=args.root, quality=args.quality)
+    info = build_pack(args.out, root=args.root, quality=args.quality)
     size = os.path.getsize(args.out)
     print(f"wrote {args.out}: {size / 2**20:.1f} MiB in {time.time() - t0:.0f}s")
     print_counts(info)
@@ -576,17 +629,17 @@ def pack_main(argv=None):
     pt = load_packed(args.out)
     print(f"load_packed: {time.time() - t0:.1f}s, {len(pt.train)} train + {len(pt.held_out)} held-out images")
     if args.sheet:
-        contact_sheet(pt.texture_set("train"), args.sheet)
+        overview_sheet(pt, args.sheet)
         print("wrote", args.sheet)
     return 0
 
 
 def print_counts(info: dict) -> None:
-    print(f"{'class':<12} {'train img/src/Mpx':>20} {'held-out img/src/Mpx':>22}")
+    print(f"{'class':<12} {'train img/photos/Mpx':>22} {'held-out img/photos/Mpx':>25}")
     for c in info["classes"]:
         t, h = info["counts"][c]["train"], info["counts"][c]["held_out"]
-        print(f"{c:<12} {t['images']:>6} {t['sources']:>5} {t['mpx']:>7.2f} "
-              f"{h['images']:>8} {h['sources']:>5} {h['mpx']:>7.2f}")
+        print(f"{c:<12} {t['images']:>8} {t['groups']:>5} {t['mpx']:>7.2f} "
+              f"{h['images']:>10} {h['groups']:>5} {h['mpx']:>7.2f}")
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
-from engine.projection import feature_psi, manifold_projection_loss
+from engine.project.projector import feature_psi, manifold_projection_loss
 from engine.train.budget import resume, set_step_size, train_for
 
 

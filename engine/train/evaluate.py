@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.collage import Reference, feature_blend, label_swap
-from engine.scbn import Region
+from engine.blend.feature import Reference, feature_blend
+from engine.collage.label import label_swap
+from engine.sites.scbn import Region
 
 
 @torch.no_grad()
@@ -76,8 +77,8 @@ def gallery(bundle, path: str, data_root: str = ".cache/textures", seed: int = 0
     """Rows: samples per class; label swaps (circle -> each of 4 classes); feature blends; projections."""
     from PIL import Image, ImageDraw
 
-    from engine.demo import ellipse_mask
-    from engine.projection import Projector
+    from engine.cli.files import ellipse_mask
+    from engine.project.projector import Projector
 
     G = bundle.generator
     K = G.num_classes
@@ -135,7 +136,7 @@ def load_judge(path: Path):
     pipeline run folder (judge.pt and run.json)."""
     from safetensors.torch import load_file
 
-    from engine.train.classifier import TextureClassifier
+    from engine.models.texture_classifier import TextureClassifier
 
     if (path / "judge.pt").is_file():
         run = json.loads((path / "run.json").read_text())
@@ -386,7 +387,7 @@ def v2_measures(bundle, clf, judge_names: list[str], held: list, seed: int = 0, 
 def poisson_swap_outside(bundle, n: int = 200, size: int = 128, seed: int = 0) -> float:
     """Mean absolute change outside the region (0-1 scale) after Poisson-blending each of the swap edits of
     :func:`swap_success` (same seeds) into its unedited image."""
-    from engine.poisson import poisson_blend
+    from engine.compose.poisson import poisson_blend
 
     G = bundle.generator
     K = G.num_classes

@@ -40,10 +40,10 @@ import torch.nn.functional as F
 
 from engine.models.auxab import AuxAB
 from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
-from engine.projection import feature_psi, manifold_projection_loss
+from engine.project.projector import feature_psi, manifold_projection_loss
 from engine.train.budget import WeightAverage, resume
 from engine.train.budget import train_for as _train_for
-from engine.train.classifier import TextureClassifier
+from engine.models.texture_classifier import TextureClassifier
 
 STAGES = ("gan", "encoder", "aux", "judge")
 STAGE_SHARES = {"gan": 0.66, "encoder": 0.12, "aux": 0.12, "judge": 0.10}

@@ -32,7 +32,7 @@ INIT = {"z": "random", "zeta": "encoder"}  # z: the plain method the others are 
 
 def tune(bundle, xs: torch.Tensor, labels, steps: int = 200, grid: dict | None = None, log=print) -> dict:
     """{space: {"best": lr, "losses": {lr: mean final loss}}} over the images xs [N, 3, R, R]."""
-    from engine.projection import Projector
+    from engine.project.projector import Projector
 
     proj = Projector(bundle)
     grid = grid or GRID

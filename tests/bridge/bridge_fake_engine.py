@@ -15,7 +15,7 @@ sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), HERE]
 
 from bridge_fakes import FakeHandler
 
-from engine.server import add_serve_arguments, serve_main
+from engine.cli.serve import add_serve_arguments, serve_main
 
 
 def main() -> int:

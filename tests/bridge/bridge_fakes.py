@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from engine.server import OpError
+from engine.serve.server import OpError
 
 CLASSES = [{"id": i, "name": name} for i, name in enumerate(
     ["goldfish", "great white shark", "tabby cat", "golden retriever", "volcano", "daisy"])]

@@ -24,7 +24,8 @@ from bridge.client import (
     ensure_engine,
 )
 from bridge.protocol import Array
-from engine.server import EngineServer, keys_main
+from engine.cli.serve import keys_main
+from engine.serve.server import EngineServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE_ENGINE = os.path.join(HERE, "bridge_fake_engine.py")

@@ -17,7 +17,7 @@ from bridge_fakes import FakeHandler
 from bridge.client import EngineClient
 from bridge.protocol import Limits, MiB, decode_message, encode_message
 from bridge.zmtp import greeting
-from engine.server import EngineServer
+from engine.serve.server import EngineServer
 
 N_MESSAGES = 1200
 SEED = 20240611

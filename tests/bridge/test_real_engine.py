@@ -1,4 +1,4 @@
-"""The bridge against the real engine: an in-process ``EngineServer`` serving ``engine.api.Engine("default",
+"""The bridge against the real engine: an in-process ``EngineServer`` serving ``engine.serve.handler.Engine("default",
 "cpu")`` on a free loopback port, driven through ``EngineClient`` with both transports (pyzmq and the
 pure-Python ZMTP client).
 
@@ -19,8 +19,9 @@ cv2 = pytest.importorskip("cv2")
 torch = pytest.importorskip("torch")
 
 from bridge.client import Cancelled, EngineClient, EngineError  # noqa: E402
-from engine.demo import DEMO_DIR, ellipse_mask  # noqa: E402
-from engine.server import EngineServer  # noqa: E402
+from engine.cli.demo import DEMO_DIR  # noqa: E402
+from engine.cli.files import ellipse_mask  # noqa: E402
+from engine.serve.server import EngineServer  # noqa: E402
 
 TRANSPORTS = ("pyzmq", "zmtp")
 STEPS = 5
@@ -32,7 +33,7 @@ REFERENCE_CLASS = "brick"
 
 
 class RecordingEngine:
-    """``engine.api.Engine`` unchanged, remembering the jobs it ran (to see where a cancel stopped one)."""
+    """``engine.serve.handler.Engine`` unchanged, remembering the jobs it ran (to see where a cancel stopped one)."""
 
     def __init__(self, engine):
         self.engine = engine
@@ -51,7 +52,7 @@ class RecordingEngine:
 
 @pytest.fixture(scope="module")
 def server():
-    from engine.api import Engine
+    from engine.serve.handler import Engine
     from engine.models.registry import is_present
 
     if not is_present("default"):

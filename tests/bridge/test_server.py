@@ -19,8 +19,10 @@ from bridge_fakes import FakeHandler, invert
 
 from bridge.client import EngineClient, EngineTimeout, EngineUnavailable
 from bridge.protocol import decode_message, encode_message
-from engine import server as S
-from engine.server import EngineServer, ServerConfigError, is_loopback_address, keys_main, load_secret_key
+from engine.cli import serve as S
+from engine.cli.serve import keys_main
+from engine.serve.security import ServerConfigError, is_loopback_address, load_secret_key
+from engine.serve.server import EngineServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in Neural Collage engine for the GIMP end-to-end tests (host Python: pyzmq + numpy).
 
-It is served by the project's own ``engine.server.EngineServer`` when that imports (so the plug-in meets the
+It is served by the project's own ``engine.serve.server.EngineServer`` when that imports (so the plug-in meets the
 real server: request validation, heartbeats, progress throttling, error replies), else by a minimal ROUTER
 loop using bridge.protocol; either way only the pixel work is fake, chosen so a test can predict it:
 
@@ -145,7 +145,7 @@ HELLO = {"engine_version": "fake-0", "device": "cpu", "models": ["fake"], "defau
 
 
 class FakeHandler:
-    """The stand-in as an ``engine.server.EngineServer`` handler (hello / classes / run)."""
+    """The stand-in as an ``engine.serve.server.EngineServer`` handler (hello / classes / run)."""
 
     def __init__(self, log_path=None):
         self.log_path = log_path
@@ -159,7 +159,7 @@ class FakeHandler:
         return {"classes": [c for c in CLASSES if q in c["name"]]}
 
     def run(self, op, params, arrays, job):
-        from engine.server import OpError
+        from engine.serve.server import OpError
 
         log_request(self.log_path, op, params, arrays)
         if op != "edit":
@@ -171,12 +171,12 @@ class FakeHandler:
 
 
 def serve_with_engine_server(bind: str, log_path: str | None) -> None:
-    from engine.server import EngineServer
+    from engine.serve.server import EngineServer
 
     server = EngineServer(FakeHandler(log_path), bind=bind)
     server.bind()
     signal.signal(signal.SIGTERM, lambda *a: server.stop())
-    print(f"fake engine (engine.server.EngineServer) listening on {bind}", flush=True)
+    print(f"fake engine (engine.serve.server.EngineServer) listening on {bind}", flush=True)
     server.serve_forever()
 
 
@@ -241,13 +241,13 @@ def main(argv=None) -> int:
     ap.add_argument("--bind", default=P.DEFAULT_ADDRESS)
     ap.add_argument("--log", default=None, help="append every request as a JSON line")
     ap.add_argument("--server", choices=("auto", "engine", "own"), default="auto",
-                    help="engine: serve through the project's engine.server.EngineServer (heartbeats, queue, "
+                    help="engine: serve through the project's engine.serve.server.EngineServer (heartbeats, queue, "
                          "the real error handling); own: a minimal loop; auto: engine when importable")
     args = ap.parse_args(argv)
     use_engine = args.server == "engine"
     if args.server == "auto":
         try:
-            import engine.server  # noqa: F401
+            import engine.serve.server  # noqa: F401
 
             use_engine = True
         except Exception:  # noqa: BLE001 - any import problem: fall back to the own loop

@@ -20,7 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.collage import Reference, feature_blend, label_swap
+from engine.blend.feature import Reference, feature_blend
+from engine.collage.label import label_swap
 from engine.models.biggan_deep import (
     BIGGAN_DEEP_128,
     BIGGAN_DEEP_256,
@@ -28,7 +29,7 @@ from engine.models.biggan_deep import (
     BigGANDeep,
     BigGANDeepConfig,
 )
-from engine.scbn import Region
+from engine.sites.scbn import Region
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "biggan_deep_128_keys.json")
 
@@ -37,15 +38,6 @@ FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "biggan_deep_128_k
 SMALL = BigGANDeepConfig(output_dim=32, channel_width=4, num_classes=7,
                          layers=[(True, 16, 8), (False, 8, 4), (True, 4, 2), (True, 2, 1)],
                          attention_layer_position=2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is much faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def package_state_dict_layout(cfg: dict) -> OrderedDict[str, list[int]]:

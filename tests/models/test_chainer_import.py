@@ -13,14 +13,6 @@ from engine.models import chainer_import as ci
 from engine.models import registry
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # -- the Chainer side, restated from the official code -----------------------------------------------------------
 def _conv(p, cout, cin, k, sn=False):
     d = {f"{p}/W": (cout, cin, k, k), f"{p}/b": (cout,)}
@@ -266,6 +258,7 @@ def test_encoder_and_aux_run(imported):
     with torch.no_grad():
         z = b.encoder(x, torch.tensor([3]))
         assert z.shape == (1, 128)
+        assert torch.equal(b.encoder.encode(x, torch.tensor([3])), z)  # the protocol projection calls
         assert b.aux.B(b.aux.A(z)).shape == (1, 128)
     with pytest.raises(ValueError, match="class-conditional"):
         b.encoder(x)

@@ -3,9 +3,7 @@ interruption, servers that ignore ranges, checksum mismatch), verification, load
 from __future__ import annotations
 
 import hashlib
-import http.server
 import sys
-import threading
 import types
 from dataclasses import replace
 from pathlib import Path
@@ -16,148 +14,15 @@ import torch
 from engine.models import registry
 from engine.models.biggan_deep import BigGANDeep, BigGANDeepConfig
 
+pytestmark = pytest.mark.usefixtures("tmp_weights")
+
 TINY = BigGANDeepConfig(output_dim=16, channel_width=2, num_classes=1000, layers=[(True, 16, 4), (True, 4, 1)],
                         attention_layer_position=1)
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv(registry.ENV_VAR, str(tmp_path / "weights"))
-    for k in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-# -- a local HTTP server -----------------------------------------------------------------------------------------
-class _Server:
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.log: list[tuple[str, str | None]] = []
-        self.truncate_next = 0
-        self.ignore_range = False
-        srv = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                data = srv.files.get(self.path)
-                rng = self.headers.get("Range")
-                srv.log.append((self.path, rng))
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                if rng and not srv.ignore_range:
-                    start = int(rng.split("=")[1].split("-")[0])
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if srv.truncate_next:
-                    srv.truncate_next -= 1
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server():
-    s = _Server()
-    yield s
-    s.close()
-
-
-PAYLOAD = bytes(range(256)) * 4000  # 1 MB
-
-
-def test_download_resumes_after_an_interruption(server, tmp_path):
-    server.files["/f.bin"] = PAYLOAD
-    server.truncate_next = 1
-    seen = []
-    dest = registry.download_file(server.url("/f.bin"), tmp_path / "out" / "f.bin",
-                                  hashlib.sha256(PAYLOAD).hexdigest(), progress=lambda n, d, t: seen.append((d, t)),
-                                  chunk=65536)
-    assert dest.read_bytes() == PAYLOAD
-    assert not (tmp_path / "out" / "f.bin.part").exists()
-    assert [r for _, r in server.log] == [None, f"bytes={len(PAYLOAD) // 2}-"]
-    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
-
-
-def test_download_resumes_a_part_file_left_by_an_earlier_run(server, tmp_path):
-    server.files["/f.bin"] = PAYLOAD
-    (tmp_path / "f.bin.part").write_bytes(PAYLOAD[:1000])
-    registry.download_file(server.url("/f.bin"), tmp_path / "f.bin")
-    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
-    assert server.log == [("/f.bin", "bytes=1000-")]
-    # complete .part (the server answers 416): nothing more to fetch
-    (tmp_path / "g.bin.part").write_bytes(PAYLOAD)
-    server.files["/g.bin"] = PAYLOAD
-    registry.download_file(server.url("/g.bin"), tmp_path / "g.bin", hashlib.sha256(PAYLOAD).hexdigest())
-    assert (tmp_path / "g.bin").read_bytes() == PAYLOAD
-    # already there with the right checksum: no request at all
-    n = len(server.log)
-    registry.download_file(server.url("/g.bin"), tmp_path / "g.bin", hashlib.sha256(PAYLOAD).hexdigest())
-    assert len(server.log) == n
-
-
-def test_download_restarts_when_the_server_ignores_ranges(server, tmp_path):
-    server.files["/f.bin"] = PAYLOAD
-    server.ignore_range = True
-    (tmp_path / "f.bin.part").write_bytes(b"garbage" * 10)
-    registry.download_file(server.url("/f.bin"), tmp_path / "f.bin")
-    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
-
-
-def test_download_checksum_mismatch_and_http_errors(server, tmp_path):
-    server.files["/f.bin"] = PAYLOAD
-    with pytest.raises(registry.ChecksumError, match="sha256 mismatch"):
-        registry.download_file(server.url("/f.bin"), tmp_path / "f.bin", "0" * 64)
-    assert not (tmp_path / "f.bin").exists() and not (tmp_path / "f.bin.part").exists()
-    with pytest.raises(registry.DownloadError, match="HTTP 404"):
-        registry.download_file(server.url("/nope"), tmp_path / "n.bin")
-    server.truncate_next = 10  # every attempt interrupted: a one-line error, the partial file kept
-    with pytest.raises(registry.DownloadError, match="run again to resume"):
-        registry.download_file(server.url("/f.bin"), tmp_path / "f.bin", retries=1)
-    assert (tmp_path / "f.bin.part").stat().st_size > 0
 
 
 # -- the registry ------------------------------------------------------------------------------------------------
-def test_weights_dir(monkeypatch, tmp_path):
-    assert registry.weights_dir() == tmp_path / "weights"
-    monkeypatch.delenv(registry.ENV_VAR)
-    d = registry.weights_dir()
-    assert d.name == "weights" and "neural-collage" in str(d)
-
-
 def test_list_models_and_missing_messages(tmp_path):
     models = {m["name"]: m for m in registry.list_models()}
     assert {"default", "biggan-deep-128", "biggan-deep-256", "biggan-deep-512", "sngan-dogcat-256",
@@ -190,15 +55,6 @@ def test_default_model_is_loaded_lazily(monkeypatch):
     fake.load_default = lambda device: calls.append(device) or "bundle"
     monkeypatch.setitem(sys.modules, "engine.models.default", fake)
     assert registry.load_model("default", "cpu") == "bundle" and calls == ["cpu"]
-
-
-def test_imagenet_class_names():
-    names = registry.imagenet_class_names()
-    assert len(names) == 1000 and len(set(names)) == 1000
-    assert names[0] == "tench" and names[1] == "goldfish"
-    assert names[151] == "Chihuahua" and names[207] == "golden retriever" and names[281] == "tabby"
-    assert names[291:294] == ["lion", "tiger", "cheetah"]
-    assert registry.class_names_for_ids(range(151, 294))[-1] == "cheetah"
 
 
 def _biggan_files(tmp_path) -> dict[str, bytes]:

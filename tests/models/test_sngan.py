@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine.collage import Reference, feature_blend, label_swap
+from engine.blend.feature import Reference, feature_blend
+from engine.collage.label import label_swap
 from engine.models.chainer_import import CHAINER_DOGCAT_128
 from engine.models.sngan import (
     SNGAN_DOGCAT_128,
@@ -16,15 +17,7 @@ from engine.models.sngan import (
     ResNetGenerator,
     SNResNetProjectionDiscriminator,
 )
-from engine.scbn import Region
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from engine.sites.scbn import Region
 
 
 def _small(cfg, ch=2, n_classes=5):
@@ -83,6 +76,11 @@ def test_discriminator_shapes(cfg):
     # projection term: <embed(y), sum_hw h>
     h = f.sum(dim=(2, 3))
     assert torch.allclose(out_y - out, (d.l_y.sn_weight()[torch.tensor([1, 3])] * h).sum(1), atol=1e-4)
+    # class_scores (what projection ranks classes by) is that term for every class
+    with torch.no_grad():
+        scores = d.class_scores(x)
+    assert scores.shape == (2, d.cfg.n_classes)
+    assert torch.allclose(scores[torch.arange(2), torch.tensor([1, 3])], out_y - out, atol=1e-4)
     # the last block keeps the resolution and, with equal widths, has no shortcut conv
     last = getattr(d, f"block{d.n_blocks}")
     assert not last.downsample and not hasattr(last, "c_sc")

@@ -1,6 +1,6 @@
-"""The generator interface every model family implements (one adapter per family).
+"""The generator contract the paper's operations use, and what a loaded model consists of.
 
-A collage-able generator exposes
+A collage-able generator (one adapter per model family in engine/models/) exposes
 - its ordered conditional-normalisation sites (sCBN acts there) grouped into *layers* (a ResNet block, or the
   generator's first linear map): ``norm_sites()``;
 - its blendable feature sites (App. A: for ResNet generators the first bottom_width x bottom_width map and
@@ -8,18 +8,24 @@ A collage-able generator exposes
 - ``synthesize(z, ctx)``: one forward pass in which every ConditionalNorm asks ``ctx.class_map(site)`` for its
   class map and every blend site passes its features through ``ctx.blend(site, h)``.
 
-sCBN (engine.scbn), blending (engine.blending), projection and the server only use this interface.
+A loaded model is a ``ModelBundle``: that generator and, when the family has them, a ``Discriminator`` (whose
+features manifold projection compares, eq. 4, and whose class term ranks the classes of an unlabelled photo),
+an ``Encoder`` (the projection's first guess) and an ``AuxNetwork`` (App. B.1's A/B network for zeta-space).
+
+sCBN and blending at a site (engine/sites), the collage operations (engine/collage, engine/blend), projection
+(engine/project) and the photo pipeline (engine/edit) use only this module, never a model family.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from engine.blending import BlendPlan
-from engine.scbn import ClassMap, ConditionalNorm
+from engine.sites.blending import BlendPlan
+from engine.sites.scbn import ClassMap, ConditionalNorm
 
 
 @dataclass(frozen=True)
@@ -137,3 +143,61 @@ def parse_layers(spec, n_layers: int, what: str = "layer") -> list[int]:
     if not idx:
         raise ValueError(f"empty {what} selection")
     return sorted(set(idx))
+
+
+# -- what a loaded model consists of -----------------------------------------------------------------------------
+class Discriminator(Protocol):
+    """The discriminator as manifold projection uses it (the projection discriminator of SNGAN)."""
+
+    def feature_vector(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 3, H, W] in [-1, 1] -> the pre-pooling features [B, F] that eq. 4 compares (Psi before the
+        L2 normalisation)."""
+
+    def class_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 3, H, W] -> [B, num_classes]: how strongly each class explains x (higher: more plausible),
+        used to rank the candidate classes of an unlabelled photo."""
+
+
+class Encoder(Protocol):
+    """The projection's first guess: z0 = E(x), or E(x, y) for a class-conditional encoder."""
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """x [B, 3, H, W] in [-1, 1] and class ids [B] (ignored by unconditional encoders) -> z, shaped like
+        the generator's latent."""
+
+
+class AuxNetwork(Protocol):
+    """App. B.1: A embeds z into the higher-dimensional zeta, B maps zeta back to z."""
+
+    def A(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    def B(self, zeta: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model: the generator (through the collage interface) and, when the family has them, the
+    discriminator, the encoder and the auxiliary A/B network (torch modules implementing the protocols above)."""
+
+    name: str
+    generator: CollageGenerator
+    discriminator: Discriminator | None = None
+    encoder: Encoder | None = None
+    aux: AuxNetwork | None = None
+    class_names: list[str] = field(default_factory=list)
+    truncation: float | None = None  # default truncation when sampling latents (BigGAN)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.resolution
+
+    @property
+    def num_classes(self) -> int:
+        return self.generator.num_classes
+
+    def to(self, device) -> ModelBundle:
+        for m in (self.generator, self.discriminator, self.encoder, self.aux):
+            if m is not None:
+                m.to(device).eval()
+        return self

@@ -6,19 +6,21 @@ Used by the CLI (`swap`/`blend`/`project` with --input) and by the server's `edi
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 
-from engine.collage import Reference, feature_blend, label_swap
-from engine.crops import Crop, CropError, region_from_mask, split_alpha
-from engine.models.bundle import ModelBundle
-from engine.poisson import place_patch, poisson_blend
-from engine.projection import ProjectionResult, Projector
-from engine.scbn import Region
+from engine.arrays import PHOTO_DTYPES, mask_weights, split_alpha
+from engine.blend.feature import Reference, feature_blend
+from engine.collage.label import label_swap
+from engine.compose.compose import compose
+from engine.edit.crops import Crop, CropError, region_from_mask
+from engine.generator import ModelBundle
+from engine.project.cache import ProjectionCache
+from engine.project.projector import ProjectionResult, Projector
+from engine.sites.scbn import Region
 
 Progress = Callable[[str, int, int, float], None]
 MIN_REGION = 16
@@ -52,41 +54,13 @@ class EditResult:
     reference_class: int | None = None
 
 
-class ProjectionCache:
-    """Projections by key (image, layer, region, model), so the edits that follow a projection are quick."""
-
-    def __init__(self, size: int = 16):
-        self.size = size
-        self._d: OrderedDict[str, ProjectionResult] = OrderedDict()
-
-    def get(self, key: str | None):
-        if key is None or key not in self._d:
-            return None
-        self._d.move_to_end(key)
-        return self._d[key]
-
-    def put(self, key: str | None, value: ProjectionResult) -> None:
-        if key is None:
-            return
-        self._d[key] = value
-        self._d.move_to_end(key)
-        while len(self._d) > self.size:
-            self._d.popitem(last=False)
-
-
 def _soft_mask(mask: np.ndarray) -> np.ndarray:
     m = np.asarray(mask)
     if m.ndim == 3 and m.shape[2] == 1:
         m = m[:, :, 0]
     if m.ndim != 2:
         raise EditError(f"the mask has shape {m.shape}: expected H x W")
-    if m.dtype == np.uint8:
-        return m.astype(np.float32) / 255.0
-    if m.dtype == np.uint16:
-        return m.astype(np.float32) / 65535.0
-    if m.dtype == np.bool_:
-        return m.astype(np.float32)
-    return np.clip(m.astype(np.float32), 0.0, 1.0)
+    return mask_weights(m)
 
 
 def to_model_input(crop01: np.ndarray, device) -> torch.Tensor:
@@ -165,10 +139,53 @@ class PhotoEditor:
         poisson: bool = True, cache_key: str | None = None, return_recon: bool = False,
         progress: Progress | None = None, latent: ProjectionResult | None = None,
     ) -> EditResult:
+        """One photo edit, stage by stage: check the input, crop the region, project it (or take ``latent``),
+        render the label collage (``swap``) and/or the feature blend (``blend``) from the latent, and compose the
+        result back into the photo inside the mask."""
         image = np.asarray(image)
+        soft = self.check(image, mask, blend, reference)
+        # crop: the region (by default the selection's box, with the reference's feature when blending) -> R x R
+        if region is None and blend is not None and reference_mask is not None and reference_region is None:
+            region = self.region_with_reference(soft, reference_mask)
+        crop = self.crop_for(image, soft, region)
+        color, _alpha = split_alpha(image)
+        channels = 1 if color.ndim == 2 or color.shape[2] == 1 else 3
+        R = self.work_size(crop.side)
+        dev = self.G.device
+        x = to_model_input(crop.extract(image, R), dev)
+        # project
+        proj = latent or self.project(x, source_class, steps, cache_key, progress)
+        m = torch.from_numpy(crop.mask_to_crop(soft, R)).to(dev)
+        z, cls = proj.z, proj.class_id
+        with torch.no_grad():
+            recon_t = self.projector.generate(z, cls)
+            regions = self.label_regions(swap, m, crop, R, soft.shape)
+            layers = swap.layers if swap is not None else "all"
+        # collage | blend
+        ref_cls = None
+        if blend is not None:
+            ref = self.reference(blend, reference, reference_region, reference_class, crop, R, m, soft.shape, steps,
+                                 cache_key, progress)
+            ref_cls = ref.class_id
+            out_t = feature_blend(self.G, z, cls, [ref], layers=blend.layers, strength=blend.strength,
+                                  regions=regions, scbn_layers=layers)
+        elif regions:
+            out_t = label_swap(self.G, z, cls, regions, layers=layers)
+        else:
+            out_t = recon_t
+        # compose
+        result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
+        recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
+        return EditResult(result, recon, cls, float(proj.loss), ref_cls)
+
+    @staticmethod
+    def check(image: np.ndarray, mask: np.ndarray | None, blend: BlendSpec | None,
+              reference: np.ndarray | None) -> np.ndarray:
+        """The selection as H x W weights in [0, 1] (all ones without a mask); EditError for an image, mask or
+        request the edit cannot use."""
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
             raise EditError(f"the image has shape {image.shape}: expected H x W or H x W x C with C in 1-4")
-        if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        if image.dtype not in PHOTO_DTYPES:
             raise EditError(f"unsupported image type {image.dtype}: use 8-bit, 16-bit or float images")
         if blend is not None and reference is None:
             raise EditError("feature blending needs a reference image")
@@ -178,90 +195,63 @@ class PhotoEditor:
             raise EditError(f"the mask is {soft.shape[1]}x{soft.shape[0]} but the image is {w}x{h}")
         if not (soft > 0).any():
             raise EditError("the selection/mask is empty: select the region to edit")
-        if region is None and blend is not None and reference_mask is not None and reference_region is None:
-            # the crop must hold both the target region and the reference's feature region
-            rm = _soft_mask(reference_mask)
-            if rm.shape == (h, w) and (rm > 0).any() and (soft > 0).any():
-                a, b = region_from_mask(soft), region_from_mask(rm)
-                x0, y0 = min(a[0], b[0]), min(a[1], b[1])
-                x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
-                region = (x0, y0, x1 - x0, y1 - y0)
-        crop = self.crop_for(image, soft, region)
-        color, _alpha = split_alpha(image)
-        channels = 1 if color.ndim == 2 or color.shape[2] == 1 else 3
-        R = self.work_size(crop.side)
-        dev = self.G.device
-        x = to_model_input(crop.extract(image, R), dev)
-        proj = latent or self.project(x, source_class, steps, cache_key, progress)
-        m = torch.from_numpy(crop.mask_to_crop(soft, R)).to(dev)
-        z, cls = proj.z, proj.class_id
-        ref_cls = None
-        with torch.no_grad():
-            recon_t = self.projector.generate(z, cls)
-            regions = []
-            if swap is not None:
-                regions.append(Region(swap.target, m, swap.strength))
-                for c, lab, s in swap.labels:
-                    lab_soft = _soft_mask(lab)
-                    if lab_soft.shape != (h, w):
-                        raise EditError(f"label map for class {c} is {lab_soft.shape[1]}x{lab_soft.shape[0]}, "
-                                        f"the image is {w}x{h}")
-                    regions.append(Region(c, torch.from_numpy(crop.mask_to_crop(lab_soft, R)).to(dev), s))
-            layers = swap.layers if swap is not None else "all"
-        if blend is not None:
-            ref_img = np.asarray(reference)
-            rcrop = self.crop_for(ref_img, None, reference_region) if reference_region is not None else None
-            if rcrop is None:
-                if ref_img.shape[:2] != (h, w):
-                    raise EditError("the reference must have the image's size, or give its region")
-                rcrop = crop
-            xr = to_model_input(rcrop.extract(ref_img, R), dev)
-            rkey = None if cache_key is None else cache_key + ":reference"
-            rproj = self.project(xr, reference_class, steps, rkey, progress, stage="reference projection")
-            ref_cls = rproj.class_id
-            scale = R / crop.side
-            shift = (int(round(blend.shift[0] * scale)), int(round(blend.shift[1] * scale)))
-            ref = Reference(rproj.z, rproj.class_id, m, shift)
-            out_t = feature_blend(self.G, z, cls, [ref], layers=blend.layers, strength=blend.strength,
-                                  regions=regions, scbn_layers=layers)
-        elif regions:
-            out_t = label_swap(self.G, z, cls, regions, layers=layers)
-        else:
-            out_t = recon_t
-        edited = from_model_output(out_t, channels)
-        result = self.compose(image, crop, edited, soft, poisson)
-        recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
-        return EditResult(result, recon, cls, float(proj.loss), ref_cls)
+        return soft
+
+    @staticmethod
+    def region_with_reference(soft: np.ndarray, reference_mask: np.ndarray):
+        """The box holding both the selection and the reference's feature region (a feature transplant within
+        one photo), or None when the reference mask does not fit the photo or is empty."""
+        rm = _soft_mask(reference_mask)
+        if rm.shape == soft.shape and (rm > 0).any() and (soft > 0).any():
+            a, b = region_from_mask(soft), region_from_mask(rm)
+            x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+            x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+            return (x0, y0, x1 - x0, y1 - y0)
+        return None
+
+    def label_regions(self, swap: SwapSpec | None, m: torch.Tensor, crop: Crop, R: int,
+                      shape: tuple[int, int]) -> list[Region]:
+        """The label collage's regions in crop space: the target class in the selection ``m``, then each extra
+        label map (photo space, ``shape``) with its class."""
+        regions = []
+        if swap is None:
+            return regions
+        h, w = shape
+        regions.append(Region(swap.target, m, swap.strength))
+        for c, lab, s in swap.labels:
+            lab_soft = _soft_mask(lab)
+            if lab_soft.shape != (h, w):
+                raise EditError(f"label map for class {c} is {lab_soft.shape[1]}x{lab_soft.shape[0]}, "
+                                f"the image is {w}x{h}")
+            regions.append(Region(c, torch.from_numpy(crop.mask_to_crop(lab_soft, R)).to(m.device), s))
+        return regions
+
+    def reference(self, blend: BlendSpec, reference: np.ndarray, reference_region, reference_class: int | None,
+                  crop: Crop, R: int, m: torch.Tensor, shape: tuple[int, int], steps: int, cache_key: str | None,
+                  progress: Progress | None) -> Reference:
+        """The feature blend's reference stream: the reference photo's region (``reference_region``, else the
+        edit's own crop of a photo of the same size) projected, its feature going into the selection ``m`` moved
+        by the blend's shift (image pixels, scaled to the crop's resolution)."""
+        ref_img = np.asarray(reference)
+        rcrop = self.crop_for(ref_img, None, reference_region) if reference_region is not None else None
+        if rcrop is None:
+            if ref_img.shape[:2] != tuple(shape):
+                raise EditError("the reference must have the image's size, or give its region")
+            rcrop = crop
+        xr = to_model_input(rcrop.extract(ref_img, R), m.device)
+        rkey = None if cache_key is None else cache_key + ":reference"
+        rproj = self.project(xr, reference_class, steps, rkey, progress, stage="reference projection")
+        scale = R / crop.side
+        shift = (int(round(blend.shift[0] * scale)), int(round(blend.shift[1] * scale)))
+        return Reference(rproj.z, rproj.class_id, m, shift)
 
     @staticmethod
     def compose(image: np.ndarray, crop: Crop, edited01: np.ndarray, soft: np.ndarray, poisson: bool) -> np.ndarray:
-        """Put the edited crop back: Poisson blending inside the mask, or a soft paste; outside the mask the
-        photo is returned byte for byte."""
-        color, alpha = split_alpha(image)
-        squeeze = color.ndim == 2
-        col = color[:, :, None] if squeeze else color
+        """Put the edited crop back (engine/compose): Poisson blending inside the mask, or a soft paste; only the
+        crop box can change, so the mask is restricted to it; outside the mask the photo is returned byte for
+        byte."""
         patch, xy = crop.to_photo(edited01, image.dtype)
-        patch = patch.reshape(patch.shape[0], patch.shape[1], -1)
-        src = place_patch(col, patch, xy)
-        # only the crop box can change: restrict the mask to it
         x, y, w, h = crop.inside
         m = np.zeros_like(soft)
         m[y:y + h, x:x + w] = soft[y:y + h, x:x + w]
-        if poisson:
-            out = poisson_blend(col, src, m)
-        else:
-            mm = m[:, :, None]
-            outf = mm * src.astype(np.float64) + (1 - mm) * col.astype(np.float64)
-            out = np.where(mm > 0, _cast(outf, image.dtype), col)
-        if squeeze:
-            out = out[:, :, 0]
-        if alpha is not None:
-            out = np.concatenate([out.reshape(*out.shape[:2], -1), alpha.reshape(*alpha.shape[:2], 1)], axis=2)
-        return out.astype(image.dtype, copy=False)
-
-
-def _cast(x: np.ndarray, dtype) -> np.ndarray:
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
-    return x.astype(dtype)
+        return compose(image, patch, xy, m, poisson)

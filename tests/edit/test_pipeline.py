@@ -1,13 +1,14 @@
-"""Real-photo editing on the shipped default model: projection, swap/blend with Poisson blending back into
-the photo, crops at the border, bad regions, dtypes."""
+"""Real-photo editing (engine/edit/pipeline.py) on the shipped default model: projection, swap/blend with Poisson
+blending back into the photo, crops at the border, bad regions, dtypes."""
 import numpy as np
 import pytest
 import torch
 
-from engine.demo import DEMO_DIR, ellipse_mask
+from engine.cli.demo import DEMO_DIR
+from engine.cli.files import ellipse_mask
 from engine.models.registry import load_model
-from engine.photo import BlendSpec, EditError, PhotoEditor, SwapSpec
-from engine.projection import Projector
+from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
+from engine.project.projector import Projector
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def editor(bundle):
 
 @pytest.fixture(scope="module")
 def meadow():
-    from engine.cli import read_photo
+    from engine.cli.files import read_photo
 
     return read_photo(str(DEMO_DIR / "meadow.jpg"))
 
@@ -44,7 +45,7 @@ def test_swap_changes_inside_only_8bit(editor, bundle, meadow):
 
 
 def test_blend_changes_inside_only(editor, bundle, meadow):
-    from engine.cli import read_photo
+    from engine.cli.files import read_photo
 
     wall = read_photo(str(DEMO_DIR / "brickwall.jpg"))
     h, w = wall.shape[:2]
@@ -104,7 +105,7 @@ def test_gray_and_float(editor, meadow):
 
 
 def test_projection_lowers_the_loss_on_a_real_photo(bundle, meadow):
-    from engine.photo import to_model_input
+    from engine.edit.pipeline import to_model_input
 
     x = to_model_input(meadow[64:192, 64:192].astype(np.float32)[::2, ::2] / 255.0, "cpu")
     r = Projector(bundle).project(x, class_id=0, steps=30, space="z", init="random")
@@ -113,7 +114,7 @@ def test_projection_lowers_the_loss_on_a_real_photo(bundle, meadow):
 
 
 def test_projection_search_finds_a_class(bundle, meadow):
-    from engine.photo import to_model_input
+    from engine.edit.pipeline import to_model_input
 
     x = to_model_input(meadow[:128, :128].astype(np.float32)[::2, ::2] / 255.0, "cpu")
     seen = []
@@ -165,12 +166,12 @@ def test_conditional_encoder_gets_the_class(bundle):
     seen = []
 
     class CondEncoder(torch.nn.Module):
-        def forward(self, x, y):
-            seen.append(y.tolist())
+        def encode(self, x, labels):
+            seen.append(labels.tolist())
             return torch.zeros(x.shape[0], 16, x.shape[2] // 8, x.shape[3] // 8)
 
     b = copy.copy(bundle)
-    b.encoder, b.aux, b.info = CondEncoder(), None, {**bundle.info, "encoder_conditional": True}
+    b.encoder, b.aux = CondEncoder(), None
     Projector(b).project(torch.zeros(1, 3, 64, 64), class_id=5, steps=1, init="encoder")
     assert seen == [[5]]
 
@@ -178,7 +179,7 @@ def test_conditional_encoder_gets_the_class(bundle):
 def test_calibrate_counts_steps_to_a_target(bundle, meadow):
     """calibrate(target=...) goes on past ``steps`` until the loss reaches the target and reports that step;
     the returned latent is still the best of the first ``steps`` steps (bench/projection.py relies on both)."""
-    from engine.photo import to_model_input
+    from engine.edit.pipeline import to_model_input
 
     x = to_model_input(meadow[64:192, 64:192].astype(np.float32)[::2, ::2] / 255.0, "cpu")
     p = Projector(bundle)

@@ -19,9 +19,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from engine.interface import CollageContext
-from engine.models.bundle import ModelBundle
-from engine.scbn import ClassMap
+from engine.generator import CollageContext, ModelBundle
+from engine.sites.scbn import ClassMap
 
 Progress = Callable[[str, int, int, float], None]
 OFFICIAL_LR = {"z": 0.075, "zeta": 0.015}  # the official implementation's Adam step sizes
@@ -100,11 +99,9 @@ class Projector:
     def initial_latent(self, x: torch.Tensor, init: str, restarts: int, seed: int, class_id: int = 0) -> torch.Tensor:
         res = x.shape[-1]
         if init == "encoder" and self.b.encoder is not None:
-            with torch.no_grad():
-                if self.b.info.get("encoder_conditional"):  # the official Chainer encoder takes the class
-                    z = self.b.encoder(x, torch.full((x.shape[0],), int(class_id), dtype=torch.long, device=x.device))
-                else:
-                    z = self.b.encoder(x)
+            with torch.no_grad():  # a class-conditional encoder (the official Chainer one) uses the class
+                z = self.b.encoder.encode(x, torch.full((x.shape[0],), int(class_id), dtype=torch.long,
+                                                        device=x.device))
             return z.expand(restarts, *z.shape[1:]).clone()
         g = torch.Generator().manual_seed(seed)
         return self.G.sample_latent(restarts, generator=g, truncation=self.b.truncation,
@@ -113,11 +110,10 @@ class Projector:
     def rank_classes(self, x: torch.Tensor, k: int) -> list[int]:
         """Candidate classes for an unlabelled image, most plausible first (the projection discriminator's
         class term <embed(y), h>); all classes (up to k) when there is no discriminator."""
-        if self.D is None or not hasattr(self.D, "l_y"):
+        if self.D is None:
             return list(range(min(k, self.G.num_classes)))
         with torch.no_grad():
-            h = self.D.features(x).sum(dim=(2, 3))  # [1, C]
-            scores = (self.D.l_y.sn_weight() @ h[0]) if hasattr(self.D.l_y, "sn_weight") else self.D.l_y.weight @ h[0]
+            scores = self.D.class_scores(x)[0]
         return scores.argsort(descending=True)[:k].tolist()
 
     # -- the optimisation ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ on a worker thread (the device is single-use) which talks back to the main
 loop through an inproc PAIR socket, so only the owning thread touches each
 socket.
 
-Handler contract (``engine.api.Engine`` implements it)::
+Handler contract (``engine.serve.handler.Engine`` implements it)::
 
     handler.hello() -> dict                     # engine_version, device, models, default_model...
     handler.classes(params) -> dict             # {"classes": [{"id", "name"}...], ...}
@@ -22,14 +22,10 @@ thread with read-only numpy arrays (copy before modifying) and must call
 # ruff: noqa: UP031  (printf-style formatting is used on purpose: it reads well with %d/%r)
 from __future__ import annotations
 
-import argparse
-import ipaddress
 import itertools
 import logging
 import os
 import queue
-import signal
-import sys
 import threading
 import time
 import traceback
@@ -61,16 +57,21 @@ from bridge.protocol import (
     encode_message,
     validate_request,
 )
+from engine.arrays import WIRE_DTYPES
+from engine.serve.security import (
+    KEYS_HINT,
+    ClientKeys,
+    ServerConfigError,
+    is_loopback_address,
+    load_client_keys,
+    load_secret_key,
+    split_address,
+)
 
 log = logging.getLogger("neural_collage.server")
 
 SERVER_VERSION = "1.0"
 DEFAULT_MAX_QUEUE = 16
-NP_DTYPES = {"uint8": "|u1", "uint16": "<u2", "float32": "<f4", "int64": "<i8", "float64": "<f8"}
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "lo", "lo0")
-KEYS_HINT = ("create a key pair with `neural-collage keys` and start the engine with "
-             "--curve-secret-key PATH (clients then need the public key), or bind to "
-             "tcp://127.0.0.1:PORT and reach it through an ssh tunnel")
 
 _server_ids = itertools.count(1)
 
@@ -86,10 +87,6 @@ class OpError(Exception):
 
 class JobCancelled(Exception):
     """Raised by :meth:`Job.progress` once the job's cancel was requested."""
-
-
-class ServerConfigError(Exception):
-    """The server refuses to start (insecure bind, address in use, bad keys...)."""
 
 
 # ---------------------------------------------------------------------------
@@ -156,72 +153,6 @@ class Job:
             info.update(stage=self.stage, step=self.step, total=self.total, loss=self.loss,
                         elapsed=round(time.monotonic() - self.started, 3))
         return info
-
-
-# ---------------------------------------------------------------------------
-# Address checks
-# ---------------------------------------------------------------------------
-def split_address(address: str) -> tuple[str, str]:
-    scheme, sep, rest = address.partition("://")
-    if not sep or scheme not in ("tcp", "ipc", "inproc"):
-        raise ServerConfigError(f"unsupported address {address!r}: use tcp://HOST:PORT or ipc://PATH")
-    return scheme, rest
-
-
-def is_loopback_address(address: str) -> bool:
-    scheme, rest = split_address(address)
-    if scheme != "tcp":
-        return True  # ipc:// and inproc:// never leave the machine
-    host = rest.rsplit(":", 1)[0]
-    if ";" in host:
-        host = host.split(";", 1)[1]
-    host = host.strip("[]")
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", interface names, host names
-
-
-def load_secret_key(path: str) -> tuple[bytes, bytes]:
-    """(public, secret) Z85 keys from a key file written by :func:`keys_main`."""
-    import zmq.auth
-    try:
-        public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise ServerConfigError(f"cannot read the CURVE key file {path}: {exc}") from None
-    if not secret:
-        raise ServerConfigError(f"{path} holds no secret key (use the *.key_secret file written by "
-                                "`neural-collage keys`)")
-    return public, secret
-
-
-def load_client_keys(folder: str) -> frozenset[bytes]:
-    """The client public keys (z85, from the ``*.key`` files, ZPL format) in ``folder``; a clear error when
-    there are none.  Read once, at bind: the engine admits the clients listed when it started."""
-    import zmq.auth
-    if not os.path.isdir(folder):
-        raise ServerConfigError(f"--curve-clients: {folder} is not a folder (it should hold the clients' "
-                                "public *.key files)")
-    try:
-        keys = zmq.auth.load_certificates(folder)
-    except (OSError, ValueError) as exc:
-        raise ServerConfigError(f"--curve-clients: cannot read the client keys in {folder}: {exc}") from None
-    if not keys:
-        raise ServerConfigError(f"--curve-clients: {folder} holds no client public keys (*.key files from "
-                                "`neural-collage keys --name <client>`): no client could connect")
-    return frozenset(keys)
-
-
-class _ClientKeys:
-    """The ZAP credentials provider of ``--curve-clients``: admits the listed public keys."""
-
-    def __init__(self, keys: frozenset[bytes]):
-        self.keys = keys
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        return key in self.keys
 
 
 # ---------------------------------------------------------------------------
@@ -316,7 +247,7 @@ class EngineServer:
 
                 self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("neural_collage.engine.auth"))
                 self._auth.start()
-                self._auth.configure_curve_callback(domain="*", credentials_provider=_ClientKeys(clients))
+                self._auth.configure_curve_callback(domain="*", credentials_provider=ClientKeys(clients))
             router.curve_server = True
             router.curve_publickey, router.curve_secretkey = keys
         try:
@@ -727,140 +658,4 @@ _REPLY_LIMITS = Limits(max_header_bytes=16 * MiB, max_message_bytes=1 << 34, max
 
 def to_numpy(arr: Array) -> np.ndarray:
     """Zero-copy, read-only numpy view of a received Array."""
-    return np.frombuffer(arr.data, dtype=np.dtype(NP_DTYPES[arr.dtype])).reshape(arr.shape)
-
-
-# ---------------------------------------------------------------------------
-# Command line (wired into `neural-collage serve` / `neural-collage keys` by engine/cli.py)
-# ---------------------------------------------------------------------------
-def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--bind", default=DEFAULT_ADDRESS,
-                        help="address to listen on (default %(default)s; tcp://HOST:PORT or ipc://PATH; "
-                             "non-loopback tcp needs --curve-secret-key)")
-    parser.add_argument("--model", default=None, help="model to load (default: the default model)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="compute device (default %(default)s)")
-    parser.add_argument("--log-file", default=None, help="also write the log to this file")
-    parser.add_argument("--curve-secret-key", default=None, metavar="PATH",
-                        help="CURVE secret key file (from `neural-collage keys`): encrypts the "
-                             "connection; required for non-loopback addresses")
-    parser.add_argument("--curve-clients", default=None, metavar="DIR",
-                        help="admit only the clients whose public key file (*.key, from `neural-collage keys "
-                             "--name <client>`) is in DIR (needs --curve-secret-key)")
-    parser.add_argument("--max-message-mb", type=int, default=DEFAULT_LIMITS.max_message_bytes // MiB,
-                        help="largest accepted request in MiB (default %(default)s)")
-    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
-                        help="image requests allowed to wait (default %(default)s)")
-    return parser
-
-
-def configure_logging(log_file: str | None = None) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger("neural_collage")
-    root.setLevel(logging.INFO)
-    if not any(getattr(h, "_nc_stderr", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(fmt)
-        handler._nc_stderr = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    if log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
-        fh.setFormatter(fmt)
-        root.addHandler(fh)
-
-
-def serve_main(args: argparse.Namespace, handler_factory: Callable[[argparse.Namespace], Any]) -> int:
-    """Run the engine server in the foreground until SIGINT/SIGTERM.
-
-    ``handler_factory(args)`` builds the handler (loads the model); it runs on
-    the worker thread after the address is bound, so a busy address fails fast
-    and ``hello`` answers ``state: "loading"`` meanwhile.  Returns an exit code.
-    """
-    configure_logging(getattr(args, "log_file", None))
-    max_mb = getattr(args, "max_message_mb", DEFAULT_LIMITS.max_message_bytes // MiB)
-    limits = Limits(max_message_bytes=int(max_mb) * MiB)
-    server = EngineServer(handler_factory=lambda: handler_factory(args),
-                          bind=getattr(args, "bind", DEFAULT_ADDRESS), limits=limits,
-                          curve_secret_key_file=getattr(args, "curve_secret_key", None),
-                          curve_clients=getattr(args, "curve_clients", None),
-                          max_queue=getattr(args, "max_queue", DEFAULT_MAX_QUEUE))
-    try:
-        server.bind()
-    except ServerConfigError as exc:
-        log.error("%s", exc)
-        return 2
-
-    def on_signal(signum: int, frame: Any) -> None:
-        log.info("signal %d received: stopping", signum)
-        server.stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            signal.signal(sig, on_signal)
-        except (ValueError, OSError):  # not the main thread / unsupported
-            pass
-    return server.serve_forever()
-
-
-def default_keys_dir() -> str:
-    try:
-        import platformdirs
-        return os.path.join(platformdirs.user_config_dir("neural-collage"), "keys")
-    except ImportError:
-        return os.path.join(os.path.expanduser("~"), ".config", "neural-collage", "keys")
-
-
-def add_keys_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--out-dir", default=None,
-                        help=f"directory for engine.key / engine.key_secret (default: {default_keys_dir()})")
-    parser.add_argument("--name", default="engine", help="file name stem (default %(default)s)")
-    parser.add_argument("--force", action="store_true", help="overwrite existing keys")
-    return parser
-
-
-def _write_key_file(path: str, public: bytes, secret: bytes | None, mode: int) -> None:
-    lines = ["#   Neural Collage engine CURVE key (ZeroMQ ZPL certificate format)",
-             "#   %s" % ("SECRET: keep this file private" if secret else "public key: give it to clients"),
-             "metadata", "curve",
-             '    public-key = "{}"'.format(public.decode("ascii"))]
-    if secret:
-        lines.append('    secret-key = "{}"'.format(secret.decode("ascii")))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.chmod(path, mode)
-
-
-def keys_main(args: Any = None) -> int:
-    """Write a CURVE key pair: ``<name>.key`` (public) and ``<name>.key_secret`` (mode 0600).
-
-    ``args`` is an argparse Namespace from :func:`add_keys_arguments`, or an output directory path.
-    """
-    if args is None or isinstance(args, (str, os.PathLike)):
-        out_dir, name, force = args, "engine", False
-    else:
-        out_dir = getattr(args, "out_dir", None)
-        name = getattr(args, "name", "engine") or "engine"
-        force = bool(getattr(args, "force", False))
-    out_dir = os.fspath(out_dir) if out_dir else default_keys_dir()
-    if not zmq.has("curve"):
-        print("this pyzmq/libzmq build has no CURVE support", file=sys.stderr)
-        return 1
-    os.makedirs(out_dir, mode=0o700, exist_ok=True)
-    public_path = os.path.join(out_dir, name + ".key")
-    secret_path = os.path.join(out_dir, name + ".key_secret")
-    if not force and (os.path.exists(public_path) or os.path.exists(secret_path)):
-        print(f"keys already exist in {out_dir} (use --force to replace them)", file=sys.stderr)
-        return 1
-    public, secret = zmq.curve_keypair()
-    _write_key_file(secret_path, public, secret, 0o600)
-    _write_key_file(public_path, public, None, 0o644)
-    print(f"wrote {secret_path} (secret, mode 0600) and {public_path} (public)")
-    print("engine public key: {}".format(public.decode("ascii")))
-    print("start the engine with:  neural-collage serve --bind tcp://0.0.0.0:5581 "
-          f"--curve-secret-key {secret_path}")
-    print(f"and give clients the public key (or {public_path}); to admit only listed clients, copy each client's "
-          "public key file (`neural-collage keys --name <client>` on its machine) into a folder and add "
-          "--curve-clients FOLDER")
-    return 0
+    return np.frombuffer(arr.data, dtype=np.dtype(WIRE_DTYPES[arr.dtype])).reshape(arr.shape)

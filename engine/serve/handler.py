@@ -1,6 +1,6 @@
 """The engine behind the server: maps protocol ops (bridge/PROTOCOL.md) to photo edits on one loaded model.
 
-Implements the handler contract of engine.server: ``hello()``, ``classes(params)``,
+Implements the handler contract of engine.serve.server: ``hello()``, ``classes(params)``,
 ``run(op, params, arrays, job)``.
 """
 from __future__ import annotations
@@ -14,14 +14,14 @@ import torch
 from engine import __version__
 from engine.classes import ClassLookupError, resolve_class, search_classes
 from engine.device import select_device
-from engine.interface import parse_layers
-from engine.photo import BlendSpec, EditError, PhotoEditor, SwapSpec
+from engine.generator import parse_layers
+from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
 
 BAD_INPUT = "bad_input"
 
 
 def _op_error(code: str, message: str) -> Exception:
-    from engine.server import OpError
+    from engine.serve.server import OpError
 
     return OpError(code, message)
 
@@ -87,7 +87,7 @@ class Engine:
         return s
 
     def _swap_spec(self, p: dict, arrays: dict) -> SwapSpec:
-        from engine.collage import layer_count
+        from engine.collage.label import layer_count
 
         target = self._class(p.get("target"), "target class")
         labels = []

@@ -1,4 +1,4 @@
-"""Tests for engine/poisson.py (Poisson blending, paper §4 post-processing)."""
+"""Tests for engine/compose/poisson/ (the public call in __init__, the grid, the exact, multigrid and OpenCV solvers) (Poisson blending, paper §4 post-processing)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import poisson as P
-from engine.poisson import place_patch, poisson_blend
+from engine.compose import poisson as P
+from engine.compose.poisson import exact as exact_solver
+from engine.compose.poisson import grid, multigrid
+from engine.compose.poisson import place_patch, poisson_blend
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -50,7 +52,7 @@ def blob_mask(n: int, seed: int) -> np.ndarray:
 @pytest.fixture
 def force_multigrid(monkeypatch):
     """Make "ours" use the multigrid solver even on the small test images."""
-    monkeypatch.setattr(P, "_DIRECT_MAX", 0)
+    monkeypatch.setattr(multigrid, "DIRECT_MAX", 0)
 
 
 def u8(x):
@@ -383,13 +385,13 @@ def _multigrid_problem(n: int = 256):
     """The multigrid and scaled right-hand side "ours" builds for a structured pair and an elliptical mask."""
     t, s = u8(structured(n, 1)), u8(structured(n, 2))
     om = ellipse_mask(n) > 0
-    r0, r1, c0, c1 = box = P._work_box(om)
+    r0, r1, c0, c1 = box = grid.work_box(om)
     om = om[r0:r1, c0:c1]
     h, w = om.shape
-    cells, values = P._rhs(t[r0:r1, c0:c1], s[r0:r1, c0:c1], om.astype(np.uint8))
-    deg = P._neighbour_count(h, w, box, (n, n))
-    exact = P._solve_exact(P._dense(cells, values, (h, w)), om, deg)
-    mg = P._Multigrid(om, deg, 3)
+    cells, values = grid.rhs(t[r0:r1, c0:c1], s[r0:r1, c0:c1], om.astype(np.uint8))
+    deg = grid.neighbour_count(h, w, box, (n, n))
+    exact = exact_solver.solve_exact(grid.dense(cells, values, (h, w)), om, deg)
+    mg = multigrid.Multigrid(om, deg, 3)
     scale = float(np.abs(values).max())
     b = np.zeros((mg.hh, mg.ww, 3), np.float32)
     ys, xs = np.divmod(cells, w)
@@ -428,7 +430,7 @@ def test_finest_smoother_equals_unfused_chebyshev():
 
 
 def test_scratch_arrays_are_reused_zeroed_and_bounded(monkeypatch):
-    scratch = P._Scratch()
+    scratch = multigrid.Scratch()
     a = scratch.array("k", (4, 5, 3))
     a[:] = 7
     b = scratch.array("k", (4, 5, 3))
@@ -437,29 +439,29 @@ def test_scratch_arrays_are_reused_zeroed_and_bounded(monkeypatch):
     c[0, 0, 0] = 3
     assert scratch.array("k", (4, 5, 3), zero=False)[0, 0, 0] == 3
     assert scratch.array("k", (2, 2, 3)) is not a  # another shape: a new array
-    monkeypatch.setattr(P._Scratch, "LIMIT", 1000)
+    monkeypatch.setattr(multigrid.Scratch, "LIMIT", 1000)
     big = scratch.array("big", (100, 100))  # 40 kB: handed out but not kept
     assert scratch.array("big", (100, 100)) is not big
 
 
 def test_blend_runs_opencv_single_threaded_and_restores(monkeypatch):
     seen = []
-    real = P._solve_ours
+    real = P.solve_ours
 
     def spy(*args, **kwargs):
         seen.append(cv2.getNumThreads())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(P, "_solve_ours", spy)
+    monkeypatch.setattr(P, "solve_ours", spy)
     before = cv2.getNumThreads()
     cv2.setNumThreads(2)
     try:
         t, s, m = u8(structured(96, 1)), u8(structured(96, 2)), ellipse_mask(96)
-        with P._OpenCVOneThread():  # nested: the outer block restores
+        with multigrid.OpenCVOneThread():  # nested: the outer block restores
             poisson_blend(t, s, m, method="ours")
             assert cv2.getNumThreads() == 1
         assert seen == [1] and cv2.getNumThreads() == 2
-        monkeypatch.setattr(P, "_solve_ours", lambda *a, **k: 1 / 0)
+        monkeypatch.setattr(P, "solve_ours", lambda *a, **k: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             poisson_blend(t, s, m, method="ours")
         assert cv2.getNumThreads() == 2  # restored after an error too

@@ -1,11 +1,12 @@
-"""Tests for engine/crops.py (region of interest <-> GAN resolution, paper §4)."""
+"""Tests for engine/edit/crops.py (region of interest <-> GAN resolution, paper §4)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.crops import Crop, CropError, from_unit_float, region_from_mask, split_alpha, to_unit_float
+from engine.arrays import split_alpha
+from engine.edit.crops import Crop, CropError, from_unit_float, region_from_mask, to_unit_float
 
 
 def photo(h: int, w: int, channels: int = 3, dtype=np.uint8, seed: int = 0) -> np.ndarray:

@@ -2,11 +2,12 @@
 import pytest
 import torch
 
-from engine.blending import shift_features, spatial_feature_blend
-from engine.collage import Reference, feature_blend, label_swap, norm_site_strengths
-from engine.interface import parse_layers
+from engine.sites.blending import shift_features, spatial_feature_blend
+from engine.blend.feature import Reference, feature_blend
+from engine.collage.label import label_swap, norm_site_strengths
+from engine.generator import parse_layers
 from engine.models.sngan import ResNetGenerator, SNGANConfig
-from engine.scbn import ClassMap, Region
+from engine.sites.scbn import ClassMap, Region
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
+from engine.cli.files import ellipse_mask, read_photo, write_photo
 
-
-def ellipse_mask(h: int, w: int, cx: float, cy: float, rx: float, ry: float, feather: float = 6.0) -> np.ndarray:
-    """A feathered elliptical selection, as GIMP makes one: 1 inside, a soft ramp of ``feather`` px at the edge."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    d = np.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)  # 1 on the ellipse
-    edge = (1.0 - d) * min(rx, ry) / feather + 0.5
-    return np.clip(edge, 0.0, 1.0).astype(np.float32)
+DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
 def side_by_side(*images: np.ndarray) -> np.ndarray:
@@ -32,8 +26,8 @@ def side_by_side(*images: np.ndarray) -> np.ndarray:
 
 
 def run_demo(out: str = "demo_out", device: str = "auto", steps: int = 200) -> int:
-    from engine.cli import load_bundle, progress_printer, read_photo, write_photo
-    from engine.photo import BlendSpec, PhotoEditor, SwapSpec
+    from engine.cli.commands import load_bundle, progress_printer
+    from engine.edit.pipeline import BlendSpec, PhotoEditor, SwapSpec
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,3 +70,7 @@ def run_demo(out: str = "demo_out", device: str = "auto", steps: int = 200) -> i
     for p in written:
         print(f"  {p}")
     return 0
+
+
+def cmd_demo(args) -> int:
+    return run_demo(args.out, device=args.device, steps=args.steps)

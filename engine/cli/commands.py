@@ -1,84 +1,15 @@
-"""The `neural-collage` command line.
+"""The `neural-collage` commands that edit or list: models, classes, generate, swap, blend, project, weights
+(serve and keys are in engine/cli/serve.py, demo in engine/cli/demo.py).
 
-Every bad input exits non-zero with one clear line on stderr and writes nothing.
-"""
+Every bad input raises CLIError: one clear line on stderr, exit code 2, nothing written."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import warnings
-from pathlib import Path
 
 import numpy as np
 
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit code 2."""
-
-
-# -- image files ---------------------------------------------------------------------------------------------
-def read_photo(path: str) -> np.ndarray:
-    """A photo as H x W (x C) in its own dtype: 8-bit, 16-bit (PNG/TIFF) or float (TIFF/EXR); RGB(A) order."""
-    import cv2
-
-    if not os.path.isfile(path):
-        raise CLIError(f"cannot read {path}: no such file")
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise CLIError(f"cannot read {path}: not an image file this build can decode")
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-    return img
-
-
-def write_photo(path: str, img: np.ndarray) -> None:
-    import cv2
-
-    out = img
-    if img.ndim == 3 and img.shape[2] == 3:
-        out = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        out = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(path, out):
-        raise CLIError(f"cannot write {path}: unsupported format for a {img.dtype} image (use .png or .tif)")
-
-
-def read_mask(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A mask PNG (grayscale, or the alpha channel when it has one) as float32 H x W in [0, 1], resized to
-    ``size`` = (H, W) with a warning when it differs."""
-    from PIL import Image
-
-    try:
-        im = Image.open(path)
-        im.load()
-    except FileNotFoundError:
-        raise CLIError(f"cannot read mask {path}: no such file") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types
-        raise CLIError(f"cannot read mask {path}: {exc}") from None
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        m = np.asarray(im.convert("RGBA"))[:, :, 3].astype(np.float32) / 255.0
-    elif im.mode in ("I;16", "I;16B", "I"):
-        m = np.asarray(im).astype(np.float32) / 65535.0
-    else:
-        m = np.asarray(im.convert("L")).astype(np.float32) / 255.0
-    if size is not None and m.shape != tuple(size):
-        warnings.warn(f"mask {path} is {m.shape[1]}x{m.shape[0]}, resized to {size[1]}x{size[0]}", stacklevel=2)
-        print(f"warning: mask {path} is {m.shape[1]}x{m.shape[0]}, resized to {size[1]}x{size[0]}", file=sys.stderr)
-        m = np.asarray(Image.fromarray(m, mode="F").resize((size[1], size[0]), Image.BILINEAR))
-    return np.clip(m, 0.0, 1.0)
-
-
-def write_png(path: str, x) -> None:
-    """[1, 3, H, W] in [-1, 1] -> 8-bit PNG."""
-    from PIL import Image
-
-    a = ((x[0].detach().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a).save(path)
+from engine.cli.files import CLIError, check_output, read_mask, read_photo, write_photo, write_png
 
 
 def parse_region(s: str | None):
@@ -106,13 +37,6 @@ def check_strength(v: float) -> float:
     if not 0.0 <= v <= 1.0:
         raise CLIError(f"strength must be in [0, 1], got {v}")
     return v
-
-
-def check_output(path: str) -> str:
-    parent = Path(path).resolve().parent
-    if not parent.exists():
-        raise CLIError(f"cannot write {path}: folder {parent} does not exist")
-    return path
 
 
 # -- model and classes ---------------------------------------------------------------------------------------
@@ -216,7 +140,7 @@ def cmd_classes(args) -> int:
 def cmd_generate(args) -> int:
     import torch
 
-    from engine.collage import label_swap
+    from engine.collage.label import label_swap
 
     check_output(args.output)
     b = load_bundle(args.model, args.device)
@@ -232,7 +156,7 @@ def cmd_generate(args) -> int:
 def _regions(b, masks, tos, strengths, size):
     import torch
 
-    from engine.scbn import Region
+    from engine.sites.scbn import Region
 
     if not masks:
         raise CLIError("give at least one --mask with its --to class")
@@ -248,7 +172,7 @@ def _regions(b, masks, tos, strengths, size):
 
 
 def _layers_ok(spec, n, what):
-    from engine.interface import parse_layers
+    from engine.generator import parse_layers
 
     try:
         parse_layers(spec, n, what)
@@ -258,7 +182,7 @@ def _layers_ok(spec, n, what):
 
 
 def cmd_swap(args) -> int:
-    from engine.collage import label_swap, layer_count
+    from engine.collage.label import label_swap, layer_count
 
     check_output(args.output)
     b = load_bundle(args.model, args.device)
@@ -269,7 +193,7 @@ def cmd_swap(args) -> int:
         raise CLIError("give --class and --seed (a generated image) or --input PHOTO")
     c = class_id(b, args.class_)
     z = latent_for(b, args.seed, args.truncation, args.size)
-    from engine.collage import image_size
+    from engine.collage.label import image_size
 
     size = image_size(b.generator, z)
     regions = _regions(b, args.mask, args.to, args.strength, size)
@@ -280,7 +204,8 @@ def cmd_swap(args) -> int:
 
 
 def cmd_blend(args) -> int:
-    from engine.collage import Reference, feature_blend, image_size
+    from engine.blend.feature import Reference, feature_blend
+    from engine.collage.label import image_size
 
     check_output(args.output)
     b = load_bundle(args.model, args.device)
@@ -309,7 +234,7 @@ def cmd_blend(args) -> int:
 def _load_latent(path: str, device):
     import torch
 
-    from engine.projection import ProjectionResult
+    from engine.project.projector import ProjectionResult
 
     try:
         d = np.load(path)
@@ -320,7 +245,7 @@ def _load_latent(path: str, device):
 
 
 def _photo_edit(args, b, kind: str, layers) -> int:
-    from engine.photo import BlendSpec, EditError, PhotoEditor, SwapSpec
+    from engine.edit.pipeline import BlendSpec, EditError, PhotoEditor, SwapSpec
 
     photo = read_photo(args.input)
     h, w = photo.shape[:2]
@@ -372,8 +297,8 @@ def _photo_edit(args, b, kind: str, layers) -> int:
 def cmd_project(args) -> int:
     import torch
 
-    from engine.crops import CropError
-    from engine.photo import EditError, PhotoEditor, to_model_input
+    from engine.edit.crops import CropError
+    from engine.edit.pipeline import EditError, PhotoEditor, to_model_input
 
     check_output(args.output)
     b = load_bundle(args.model, args.device)
@@ -399,23 +324,6 @@ def cmd_project(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
-    from engine.server import serve_main
-
-    def factory(a):
-        from engine.api import Engine
-
-        return Engine(a.model, a.device)
-
-    return serve_main(args, factory)
-
-
-def cmd_keys(args) -> int:
-    from engine.server import keys_main
-
-    return keys_main(args)
-
-
 def cmd_weights(args) -> int:
     from engine.models import registry
 
@@ -430,114 +338,3 @@ def cmd_weights(args) -> int:
             raise CLIError("give the folder: neural-collage weights import-chainer DIR")
         return registry.cmd_weights_import_chainer(args.arg)
     return registry.cmd_weights_verify()
-
-
-def cmd_demo(args) -> int:
-    from engine.demo import run_demo
-
-    return run_demo(args.out, device=args.device, steps=args.steps)
-
-
-# -- parser --------------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="neural-collage", description="Neural Collage engine: label swaps (sCBN) and "
-                                 "feature transplants (feature blending) with conditional GANs.")
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    def common(p, output=True):
-        p.add_argument("--model", default="default", help="model name (see `neural-collage models`)")
-        p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-        if output:
-            p.add_argument("-o", "--output", required=True, help="output image")
-        p.add_argument("--truncation", type=float, default=None, help="latent truncation (BigGAN)")
-        p.add_argument("--size", type=int, default=None, help="output size for fully convolutional models")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-    p = sub.add_parser("models", help="list models and whether their weights are present")
-    p.set_defaults(fn=cmd_models)
-    p = sub.add_parser("classes", help="list a model's classes")
-    p.add_argument("--model", default="default")
-    p.add_argument("--search", default=None)
-    p.set_defaults(fn=cmd_classes)
-    p = sub.add_parser("generate", help="generate an image of a class")
-    common(p)
-    p.add_argument("--class", dest="class_", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(fn=cmd_generate)
-
-    def photo_opts(p):
-        p.add_argument("--input", default=None, help="edit this photo instead of a generated image")
-        p.add_argument("--region", default=None, help="x,y,w,h region of the photo (default: the mask's bounds)")
-        p.add_argument("--steps", type=int, default=200, help="projection steps")
-        p.add_argument("--no-poisson", action="store_true", help="paste the raw crop instead of Poisson blending")
-        p.add_argument("--latent", default=None, help="reuse a projection saved by `project --latent`")
-
-    p = sub.add_parser("swap", help="label swap (sCBN) inside a mask")
-    common(p)
-    p.add_argument("--class", dest="class_", default=None, help="base class (source class for photos)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--mask", action="append", default=[], help="mask PNG (repeat for several regions)")
-    p.add_argument("--to", action="append", default=[], help="target class of each --mask")
-    p.add_argument("--strength", action="append", type=float, default=[], help="0-1, one or one per --mask")
-    p.add_argument("--layers", default="all", help="all, first, rest, or indices like 0,2")
-    photo_opts(p)
-    p.set_defaults(fn=cmd_swap)
-    p = sub.add_parser("blend", help="feature transplant (feature blending) inside a mask")
-    common(p)
-    p.add_argument("--class", dest="class_", default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--ref-seed", type=int, default=None)
-    p.add_argument("--ref-class", default=None)
-    p.add_argument("--mask", action="append", default=[], help="where the reference's feature goes")
-    p.add_argument("--shift", default=None, help="DX,DY: move the reference's content by this many pixels")
-    p.add_argument("--strength", action="append", type=float, default=[])
-    p.add_argument("--layers", default="all", help="blend sites: all, first, rest, or indices like 0,2")
-    p.add_argument("--ref", default=None, help="reference photo")
-    p.add_argument("--ref-region", default=None, help="x,y,w,h region of the reference photo")
-    photo_opts(p)
-    p.set_defaults(fn=cmd_blend)
-    p = sub.add_parser("project", help="project a photo region onto the model (manifold projection)")
-    common(p)
-    p.add_argument("--input", required=True)
-    p.add_argument("--region", default=None)
-    p.add_argument("--class", dest="class_", default=None)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--latent", default=None, help="save the latent here (.npz) for later edits")
-    p.set_defaults(fn=cmd_project)
-    from engine.server import add_keys_arguments, add_serve_arguments
-
-    p = sub.add_parser("serve", help="run the engine server for the GIMP plug-in")
-    add_serve_arguments(p)
-    p.set_defaults(fn=cmd_serve)
-    p = sub.add_parser("keys", help="write a CURVE key pair for a non-loopback engine")
-    add_keys_arguments(p)
-    p.set_defaults(fn=cmd_keys)
-    p = sub.add_parser("weights", help="list, download, import or verify model weights")
-    p.add_argument("action", choices=["list", "download", "import-chainer", "verify"])
-    p.add_argument("arg", nargs="?", default=None)
-    p.set_defaults(fn=cmd_weights)
-    p = sub.add_parser("demo", help="run a label swap and a feature transplant on shipped photos")
-    p.add_argument("--out", default="demo_out")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--steps", type=int, default=200)
-    p.set_defaults(fn=cmd_demo)
-    return ap
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "steps", 1) is not None and getattr(args, "steps", 1) < 0:
-        print("neural-collage: error: steps must not be negative", file=sys.stderr)
-        return 2
-    try:
-        return int(args.fn(args) or 0)
-    except CLIError as exc:
-        print(f"neural-collage: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("neural-collage: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

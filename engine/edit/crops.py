@@ -5,13 +5,13 @@ editing takes "a clip from a larger image": the user's region of interest is
 enclosed in a square box with some context around it (``Crop.around``), the box is
 cut out and resampled to R x R (``Crop.extract``), edited, and resampled back
 into the photo (``Crop.paste_back`` / ``Crop.to_photo``), where Poisson blending
-(engine/poisson.py) hides the seam.
+(engine/compose/poisson) hides the seam.
 
 Conventions
 -----------
 * Regions are ``(x, y, w, h)`` in photo pixels (x = column, y = row); images are
   numpy arrays H x W, H x W x 1, H x W x 3 or H x W x 4 (alpha last; H x W x 2 is
-  gray + alpha).  Alpha never goes through the GAN: ``split_alpha`` separates it,
+  gray + alpha).  Alpha never goes through the GAN: ``engine.arrays.split_alpha`` separates it,
   ``extract`` returns the colour (or gray) channels only and ``paste_back`` keeps
   the photo's alpha.
 * Crop values are float32 in [0, 1] for integer photos (uint8 / 255, uint16 /
@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.arrays import cast, split_alpha
+
 __all__ = [
     "Crop",
     "CropError",
     "from_unit_float",
     "region_from_mask",
-    "split_alpha",
     "to_unit_float",
 ]
 
@@ -78,22 +79,15 @@ def from_unit_float(x: np.ndarray, dtype) -> np.ndarray:
         return x >= 0.5
     if top is None:
         return x.astype(dtype)
-    return np.clip(np.rint(x.astype(np.float64) * top), 0, top).astype(dtype)
+    return cast(x.astype(np.float64) * top, dtype)
 
 
-def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(colour, alpha or None): H x W x 4 -> (H x W x 3, H x W); H x W x 2 -> (H x W x 1, H x W).
-
-    H x W, H x W x 1 and H x W x 3 have no alpha and are returned as they are.
-    """
+def _split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """engine.arrays.split_alpha after checking the channels: H x W or H x W x C with C in 1..4."""
     image = np.asarray(image)
-    if image.ndim == 2:
-        return image, None
-    if image.ndim != 3 or not 1 <= image.shape[2] <= 4:
+    if image.ndim != 2 and (image.ndim != 3 or not 1 <= image.shape[2] <= 4):
         raise CropError(f"Unsupported image shape {image.shape}: expected H x W or H x W x C with C in 1..4.")
-    if image.shape[2] in (2, 4):
-        return image[:, :, :-1], image[:, :, -1]
-    return image, None
+    return split_alpha(image)
 
 
 def region_from_mask(mask: np.ndarray, threshold: float = 0) -> tuple[int, int, int, int]:
@@ -237,13 +231,13 @@ class Crop:
     def extract(self, image: np.ndarray, size: int) -> np.ndarray:
         """The box of ``image`` resampled to float32 [size, size, C] in [0, 1] (C = colour channels).
 
-        Alpha is dropped (see :func:`split_alpha`); H x W photos give C = 1.
+        Alpha is dropped (see :func:`engine.arrays.split_alpha`); H x W photos give C = 1.
         """
         image = np.asarray(image)
         self._check_photo(image)
         if size < 1:
             raise CropError("The GAN resolution must be positive.")
-        color, _alpha = split_alpha(image)
+        color, _alpha = _split_alpha(image)
         if self.dtype is None:
             self.dtype = image.dtype
         is_int = _int_max(image.dtype) is not None
@@ -313,7 +307,7 @@ class Crop:
         """A copy of ``photo`` with the edited crop resampled into the box (alpha kept from the photo)."""
         photo = np.asarray(photo)
         self._check_photo(photo)
-        color, _alpha = split_alpha(photo)
+        color, _alpha = _split_alpha(photo)
         ncol = 1 if color.ndim == 2 else color.shape[2]
         edited = np.asarray(edited)
         ech = 1 if edited.ndim == 2 else edited.shape[2]

@@ -1,0 +1,122 @@
+"""The `neural-collage` command line: the argument parser and ``main`` (the console script)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.cli.commands import (
+    cmd_blend,
+    cmd_classes,
+    cmd_generate,
+    cmd_models,
+    cmd_project,
+    cmd_swap,
+    cmd_weights,
+)
+from engine.cli.demo import cmd_demo
+from engine.cli.files import CLIError
+from engine.cli.serve import add_keys_arguments, add_serve_arguments, cmd_keys, cmd_serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="neural-collage", description="Neural Collage engine: label swaps (sCBN) and "
+                                 "feature transplants (feature blending) with conditional GANs.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p, output=True):
+        p.add_argument("--model", default="default", help="model name (see `neural-collage models`)")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+        if output:
+            p.add_argument("-o", "--output", required=True, help="output image")
+        p.add_argument("--truncation", type=float, default=None, help="latent truncation (BigGAN)")
+        p.add_argument("--size", type=int, default=None, help="output size for fully convolutional models")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("models", help="list models and whether their weights are present")
+    p.set_defaults(fn=cmd_models)
+    p = sub.add_parser("classes", help="list a model's classes")
+    p.add_argument("--model", default="default")
+    p.add_argument("--search", default=None)
+    p.set_defaults(fn=cmd_classes)
+    p = sub.add_parser("generate", help="generate an image of a class")
+    common(p)
+    p.add_argument("--class", dest="class_", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_generate)
+
+    def photo_opts(p):
+        p.add_argument("--input", default=None, help="edit this photo instead of a generated image")
+        p.add_argument("--region", default=None, help="x,y,w,h region of the photo (default: the mask's bounds)")
+        p.add_argument("--steps", type=int, default=200, help="projection steps")
+        p.add_argument("--no-poisson", action="store_true", help="paste the raw crop instead of Poisson blending")
+        p.add_argument("--latent", default=None, help="reuse a projection saved by `project --latent`")
+
+    p = sub.add_parser("swap", help="label swap (sCBN) inside a mask")
+    common(p)
+    p.add_argument("--class", dest="class_", default=None, help="base class (source class for photos)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--mask", action="append", default=[], help="mask PNG (repeat for several regions)")
+    p.add_argument("--to", action="append", default=[], help="target class of each --mask")
+    p.add_argument("--strength", action="append", type=float, default=[], help="0-1, one or one per --mask")
+    p.add_argument("--layers", default="all", help="all, first, rest, or indices like 0,2")
+    photo_opts(p)
+    p.set_defaults(fn=cmd_swap)
+    p = sub.add_parser("blend", help="feature transplant (feature blending) inside a mask")
+    common(p)
+    p.add_argument("--class", dest="class_", default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--ref-seed", type=int, default=None)
+    p.add_argument("--ref-class", default=None)
+    p.add_argument("--mask", action="append", default=[], help="where the reference's feature goes")
+    p.add_argument("--shift", default=None, help="DX,DY: move the reference's content by this many pixels")
+    p.add_argument("--strength", action="append", type=float, default=[])
+    p.add_argument("--layers", default="all", help="blend sites: all, first, rest, or indices like 0,2")
+    p.add_argument("--ref", default=None, help="reference photo")
+    p.add_argument("--ref-region", default=None, help="x,y,w,h region of the reference photo")
+    photo_opts(p)
+    p.set_defaults(fn=cmd_blend)
+    p = sub.add_parser("project", help="project a photo region onto the model (manifold projection)")
+    common(p)
+    p.add_argument("--input", required=True)
+    p.add_argument("--region", default=None)
+    p.add_argument("--class", dest="class_", default=None)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--latent", default=None, help="save the latent here (.npz) for later edits")
+    p.set_defaults(fn=cmd_project)
+    p = sub.add_parser("serve", help="run the engine server for the GIMP plug-in")
+    add_serve_arguments(p)
+    p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("keys", help="write a CURVE key pair for a non-loopback engine")
+    add_keys_arguments(p)
+    p.set_defaults(fn=cmd_keys)
+    p = sub.add_parser("weights", help="list, download, import or verify model weights")
+    p.add_argument("action", choices=["list", "download", "import-chainer", "verify"])
+    p.add_argument("arg", nargs="?", default=None)
+    p.set_defaults(fn=cmd_weights)
+    p = sub.add_parser("demo", help="run a label swap and a feature transplant on shipped photos")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--steps", type=int, default=200)
+    p.set_defaults(fn=cmd_demo)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "steps", 1) is not None and getattr(args, "steps", 1) < 0:
+        print("neural-collage: error: steps must not be negative", file=sys.stderr)
+        return 2
+    try:
+        return int(args.fn(args) or 0)
+    except CLIError as exc:
+        print(f"neural-collage: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neural-collage: interrupted", file=sys.stderr)
+        return 130
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Label collage: sCBN edits (paper §3.1) through the generator contract (``label``)."""
