@@ -138,3 +138,17 @@ def test_gpu_run_needs_a_pack(tmp_path):
     res = subprocess.run(["bash", str(REPO / "engine/train/gpu_run.sh"), str(tmp_path), str(tmp_path / "o"), "--cpu"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "no *.pack file" in res.stderr
+
+
+def test_evaluate_measures_an_export_with_its_judge(run_dir, tmp_path):
+    out, pack, _ = run_dir
+    res = subprocess.run([sys.executable, "-m", "engine.train.evaluate", "--weights", str(out / "export"), "--data",
+                          str(pack), "--swaps", "3", "--per-class", "2", "--out", str(tmp_path / "m.json")],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert set(m["generated_accuracy"]["per_class"]) == {"grass", "brick", "snow"}
+    assert m["label_swap"]["n"] == 3 and m["label_swap"]["mean_abs_change_outside_after_poisson"] == 0.0
+    v2 = m["v2"]
+    assert set(v2["border_ratio"]) == set(v2["kid"]) == {"grass", "brick", "snow"}
+    assert 0.5 < v2["border_ratio_mean"] < 1.5 and v2["peakiness_median_over_classes"] > 0
