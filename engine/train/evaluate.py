@@ -181,8 +181,11 @@ def main(argv=None) -> None:
     cmap = _class_map(bundle.class_names, judge_names)
     # with the model's own judge (same classes) these are generated_accuracy / swap_success's figures exactly
     metrics["generated_accuracy"] = generated_accuracy_mapped(bundle, clf, cmap)
-    metrics["label_swap"] = swap_success_mapped(bundle, clf, cmap, n=args.swaps)
+    print(json.dumps({"generated_accuracy": metrics["generated_accuracy"]}), flush=True)
     metrics["v2"] = v2_measures(bundle, clf, judge_names, held_j, per_class=args.per_class)
+    print(f"border {metrics['v2']['border_ratio_mean']:.3f}, peakiness median "
+          f"{metrics['v2']['peakiness_median_over_classes']:.0f}", flush=True)
+    metrics["label_swap"] = swap_success_mapped(bundle, clf, cmap, n=args.swaps)
     out = Path(args.out) if args.out else weights / "metrics.json"
     out.write_text(json.dumps(metrics, indent=1))
     print(json.dumps({k: v for k, v in metrics.items() if k != "v2"}, indent=1))
