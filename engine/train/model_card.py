@@ -135,8 +135,6 @@ def main() -> None:
     print(f"wrote {WEIGHTS_DIR / 'MODEL_CARD.md'}")
 
 
-if __name__ == "__main__":
-    main()
 
 
 def side_by_side(cmp: dict) -> str:
@@ -218,3 +216,7 @@ def comparison(models: dict[str, dict]) -> str:
            + " | ".join(cell(m, "peakiness", c, lambda v: f"{v:.0f}") for m in models.values()) + " | "
            + cell(last, "peakiness_real", c, lambda v: f"{v:.0f}") + " |" for c in classes]
     return "\n".join(lines) + "\n\n" + "\n".join([ph, sep, *per]) + "\n"
+
+
+if __name__ == "__main__":
+    main()
