@@ -39,7 +39,7 @@ def build_modules(meta: dict):
         "discriminator": SNResNetProjectionDiscriminator(cfg),
         "encoder": SpatialEncoder(cfg),
         "aux": AuxAB(cfg.z_channels, **meta["aux"]),
-        "classifier": TextureClassifier(cfg.n_classes),
+        "classifier": TextureClassifier(cfg.n_classes, **meta.get("classifier", {})),
     }
 
 

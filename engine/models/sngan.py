@@ -9,6 +9,12 @@ Two latent layouts share the same blocks:
 - ``latent="vector"`` (the paper's models): z in R^dim_z, ``l1`` is a Linear to a bottom_width^2 map;
 - ``latent="spatial"`` (the embedded default model): z is a [z_channels, R/2^n, R/2^n] map and ``l1`` a 3x3
   conv, so the generator is fully convolutional and renders any size that is a multiple of 2^n.
+
+Two generator options exist for the default model v2 (defaults keep the paper's / v1's behaviour):
+- ``padding="reflect"``: the generator's 3x3 convolutions pad by reflection instead of zeros, so an image's
+  border sees texture, not black (v1's dark frame: outer 4 px ring at 0.855 of the inside's luminance);
+- ``upsample="bilinear"``: blocks up-sample bilinearly instead of nearest-neighbour (nearest copies each latent
+  cell into a 2x2 / 8x8 block, which shows as a grid / weave at periods of 2-8 px).
 """
 from __future__ import annotations
 
@@ -44,6 +50,9 @@ class SNGANConfig:
     latent: str = "vector"  # or "spatial"
     z_channels: int = 16  # spatial latent only
     class_names: list = field(default_factory=list)
+    padding: str = "zeros"  # generator convs: "zeros" (paper, v1) or "reflect" (v2: no dark frame)
+    upsample: str = "nearest"  # generator blocks: "nearest" (paper, v1) or "bilinear" (v2)
+    enc_ch: int = 0  # SpatialEncoder width (0: ch)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -58,6 +67,10 @@ class SNGANConfig:
         d["dis_mults"] = tuple(d["dis_mults"])
         if d.get("dis_hidden", "out") not in ("in", "out"):
             raise ValueError(f"dis_hidden must be 'in' or 'out', got {d['dis_hidden']!r}")
+        if d.get("padding", "zeros") not in ("zeros", "reflect"):
+            raise ValueError(f"padding must be 'zeros' or 'reflect', got {d['padding']!r}")
+        if d.get("upsample", "nearest") not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {d['upsample']!r}")
         return cls(**d)
 
 
@@ -81,14 +94,37 @@ def _init_block(block: nn.Module) -> None:
         nn.init.zeros_(block.c_sc.bias)
 
 
+class PadConv2d(nn.Conv2d):
+    """nn.Conv2d whose non-zero padding falls back to "replicate" on maps too small to reflect (1 px)."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode == "zeros":
+            return super()._conv_forward(x, weight, bias)
+        mode = self.padding_mode if min(x.shape[-2:]) > max(self.padding) else "replicate"
+        x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
+        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+
+
+def gen_conv(cin: int, cout: int, k: int, padding: str = "zeros") -> nn.Conv2d:
+    return PadConv2d(cin, cout, k, padding=k // 2, padding_mode=padding)
+
+
+def _upsample(x: torch.Tensor, mode: str) -> torch.Tensor:
+    if mode == "nearest":
+        return upsample2x(x)
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
 class GenBlock(nn.Module):
     """Up-sampling residual block with two CBN layers (Chainer gen_models/resblocks.Block)."""
 
-    def __init__(self, cin: int, cout: int, n_classes: int, upsample: bool = True):
+    def __init__(self, cin: int, cout: int, n_classes: int, upsample: bool = True, padding: str = "zeros",
+                 mode: str = "nearest"):
         super().__init__()
         self.upsample = upsample
-        self.c1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.mode = mode
+        self.c1 = gen_conv(cin, cout, 3, padding)
+        self.c2 = gen_conv(cout, cout, 3, padding)
         self.b1 = CategoricalConditionalBatchNorm(cin, n_classes)
         self.b2 = CategoricalConditionalBatchNorm(cout, n_classes)
         self.learnable_sc = cin != cout or upsample
@@ -98,11 +134,11 @@ class GenBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: CollageContext) -> torch.Tensor:
         h = F.relu(self.b1(x, ctx))
-        h = self.c1(upsample2x(h) if self.upsample else h)
+        h = self.c1(_upsample(h, self.mode) if self.upsample else h)
         h = self.c2(F.relu(self.b2(h, ctx)))
         sc = x
         if self.learnable_sc:
-            sc = self.c_sc(upsample2x(x) if self.upsample else x)
+            sc = self.c_sc(_upsample(x, self.mode) if self.upsample else x)
         return h + sc
 
 
@@ -120,16 +156,17 @@ class ResNetGenerator(CollageGenerator):
         if cfg.latent == "vector":
             self.l1 = nn.Linear(cfg.dim_z, cfg.bottom_width ** 2 * c0)
         elif cfg.latent == "spatial":
-            self.l1 = nn.Conv2d(cfg.z_channels, c0, 3, padding=1)
+            self.l1 = gen_conv(cfg.z_channels, c0, 3, cfg.padding)
         else:
             raise ValueError(f"unknown latent layout {cfg.latent!r}")
         glorot_(self.l1.weight)
         nn.init.zeros_(self.l1.bias)
         for i in range(self.n_blocks):
-            setattr(self, f"block{i + 2}", GenBlock(cfg.ch * m[i], cfg.ch * m[i + 1], cfg.n_classes))
+            setattr(self, f"block{i + 2}", GenBlock(cfg.ch * m[i], cfg.ch * m[i + 1], cfg.n_classes,
+                                                    padding=cfg.padding, mode=cfg.upsample))
         k = self.n_blocks + 2
         setattr(self, f"b{k}", BatchNorm(cfg.ch * m[-1]))
-        last = nn.Conv2d(cfg.ch * m[-1], 3, 3, padding=1)
+        last = gen_conv(cfg.ch * m[-1], 3, 3, cfg.padding)
         glorot_(last.weight)
         nn.init.zeros_(last.bias)
         setattr(self, f"l{k}", last)
@@ -285,12 +322,12 @@ class SpatialEncoder(nn.Module):
 
     def __init__(self, cfg: SNGANConfig, ch: int | None = None):
         super().__init__()
-        ch = ch or cfg.ch
+        ch = ch or cfg.enc_ch or cfg.ch
         n = len(cfg.gen_mults) - 1
         mults = [1, 2, 4, 4, 8, 8, 8][: n + 1]
-        self.block1 = nn.Conv2d(3, ch * mults[0], 3, padding=1)
+        self.block1 = gen_conv(3, ch * mults[0], 3, cfg.padding)
         for i in range(n):
-            setattr(self, f"block{i + 2}", EncBlock(ch * mults[i], ch * mults[i + 1]))
+            setattr(self, f"block{i + 2}", EncBlock(ch * mults[i], ch * mults[i + 1], cfg.padding))
         self.n = n
         self.l_out = nn.Conv2d(ch * mults[n], cfg.z_channels, 1)
 
@@ -306,10 +343,10 @@ class SpatialEncoder(nn.Module):
 
 
 class EncBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, padding: str = "zeros"):
         super().__init__()
-        self.c1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.c1 = gen_conv(cin, cout, 3, padding)
+        self.c2 = gen_conv(cout, cout, 3, padding)
         self.b1 = nn.BatchNorm2d(cin)
         self.b2 = nn.BatchNorm2d(cout)
         self.c_sc = nn.Conv2d(cin, cout, 1)

@@ -31,10 +31,12 @@ def save(ck_path: Path, parts: dict, it: int, spent: float) -> None:
 
 def train_for(minutes: float, ck_path: Path, parts: dict, step: Callable[[int], str], it: int = 0,
               spent: float = 0.0, log_every: int = 20, checkpoint_every: float = 180.0,
-              log: Callable[[str], None] = lambda s: print(s, flush=True)) -> int:
+              log: Callable[[str], None] = lambda s: print(s, flush=True),
+              on_checkpoint: Callable[[int, float], None] | None = None) -> int:
     """Call ``step(it)`` (one iteration; returns its log text) until ``minutes`` in total (the checkpoint's time
     included) are spent; returns the iteration count.  A budget that is already spent leaves the checkpoint as it
-    is (a later stage's parts, e.g. a weight average, stay in it)."""
+    is (a later stage's parts, e.g. a weight average, stay in it).  ``on_checkpoint(it, spent)`` runs after each
+    save (e.g. a sample grid)."""
     if spent >= minutes * 60:
         log(f"done already: {it} iterations, {spent / 60:.1f} of {minutes:g} min spent")
         return it
@@ -47,8 +49,12 @@ def train_for(minutes: float, ck_path: Path, parts: dict, step: Callable[[int], 
             log(f"it {it} min {spent / 60:.1f} {text}")
         if time.time() - t_ck > checkpoint_every:
             save(ck_path, parts, it, spent)
+            if on_checkpoint is not None:
+                on_checkpoint(it, spent)
             t_ck = time.time()
     save(ck_path, parts, it, spent)
+    if on_checkpoint is not None:
+        on_checkpoint(it, spent)
     log(f"done: {it} iterations")
     return it
 

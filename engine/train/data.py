@@ -8,10 +8,16 @@ extremetuxracer-data``), then run ``python -m engine.train.data`` to assemble
 
 Held-out split: the right-most ``HELDOUT_FRAC`` (25 %) columns of EVERY source image;
 train = the remaining left 75 %. The two regions are disjoint by construction.
+
+Data v2 (the packed training set): ``python -m engine.train.data pack --out PATH [--root DIR]`` builds ONE file
+(a zip of high-quality JPEGs + ``info.json``) from Debian packages extracted under ``DIR/<package>/``
+(``scripts/setup_data_v2.sh``); ``load_packed(PATH)`` reads it back in seconds. Its held-out split is by SOURCE
+image (no source image, nor a variant group of one photo, is in both splits). See ``DATA_CARD.md``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -302,6 +308,8 @@ class TextureSet:
              min_size: int = 64, scales=SCALES) -> TextureSet:
         if split not in ("train", "heldout"):
             raise ValueError("split must be 'train' or 'heldout'")
+        if os.path.isfile(root):  # a v2 pack file (load_packed); split 'heldout' = its held_out images
+            return load_packed(root).texture_set(split, min_size=min_size, scales=scales)
         man_path = os.path.join(root, "manifest.json")
         if not os.path.exists(man_path):
             raise FileNotFoundError(f"{man_path} missing: run `python -m engine.train.data --out {root}`")
@@ -370,8 +378,276 @@ def contact_sheet(ts: TextureSet, path: str, per_class: int = 8, size: int = 64,
     sheet.save(path)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Data v2: one packed file (zip of JPEGs + info.json), held-out split by source image
+# ---------------------------------------------------------------------------------------------------------------
+
+PACK_FORMAT = "neural-collage-textures"
+PACK_VERSION = 2
+PKGS_ROOT = "/var/cache/neural-collage/pkgs"
+SPLITS = ("train", "held_out")
+
+
+@dataclasses.dataclass
+class PackedTextures:
+    """A packed texture set in memory.
+
+    ``classes``: class names (label index = position). ``train`` / ``held_out``: lists of
+    ``(uint8 HxWx3 RGB image, class index)``. ``info``: the pack's ``info.json`` (classes, per-image source,
+    licence, split group and size in ``info["images"]``, per-class counts in ``info["counts"]``, licences and
+    package versions in ``info["packages"]``). ``train_meta`` / ``held_out_meta``: the ``info["images"]``
+    entries in the same order as ``train`` / ``held_out``.
+    """
+    classes: list
+    train: list
+    held_out: list
+    info: dict
+    train_meta: list = dataclasses.field(default_factory=list)
+    held_out_meta: list = dataclasses.field(default_factory=list)
+
+    def images_by_class(self, split: str = "train") -> dict:
+        items = self.split(split)
+        out: dict = {c: [] for c in self.classes}
+        for img, k in items:
+            out[self.classes[k]].append(img)
+        return out
+
+    def split(self, split: str) -> list:
+        if split in ("heldout", "held_out"):
+            return self.held_out
+        if split == "train":
+            return self.train
+        raise ValueError(f"split must be 'train' or 'held_out', not {split!r}")
+
+    def texture_set(self, split: str = "train", min_size: int = 64, scales=None) -> TextureSet:
+        """A ``TextureSet`` (random crops, the v1 sampler) over one split of this pack."""
+        ts = TextureSet(self.images_by_class(split), self.classes, min_size=min_size,
+                        scales=TextureSet.SCALES if scales is None else scales)
+        ts.split = "heldout" if split in ("heldout", "held_out") else "train"
+        ts.manifest = {"class_names": list(self.classes), "pack_info": self.info}
+        return ts
+
+
+def _encode_jpeg(img: np.ndarray, quality: int) -> bytes:
+    from PIL import Image
+    im = Image.fromarray(img)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality, subsampling=0)
+    if buf.tell() < 0.9 * img.shape[0] * img.shape[1]:  # optimized Huffman tables (a few % smaller) need the
+        buf = io.BytesIO()  # whole file to fit PIL's w*h-byte buffer (noise at q >= 94 may not)
+        im.save(buf, format="JPEG", quality=quality, subsampling=0, optimize=True)
+    return buf.getvalue()
+
+
+def _decode_image(data: bytes) -> np.ndarray:
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as im:
+        return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def check_split(images_meta: list) -> None:
+    """Raise ValueError if a source image or split group appears in both splits."""
+    seen: dict = {}
+    for m in images_meta:
+        for key in ("source", "group"):
+            k = (key, m[key])
+            if seen.setdefault(k, m["split"]) != m["split"]:
+                raise ValueError(f"{key} {m[key]!r} is in both splits (train and held_out)")
+
+
+def count_images(classes: list, images_meta: list) -> dict:
+    """Per class and split: number of images, distinct sources, megapixels."""
+    counts = {c: {s: {"images": 0, "sources": 0, "groups": 0, "pixels": 0, "mpx": 0.0} for s in SPLITS}
+              for c in classes}
+    srcs: dict = {}
+    for m in images_meta:
+        c = counts[m["class"]][m["split"]]
+        c["images"] += 1
+        c["pixels"] += m["size_hw"][0] * m["size_hw"][1]
+        srcs.setdefault((m["class"], m["split"]), set()).add(m["source"])
+        srcs.setdefault((m["class"], m["split"], "g"), set()).add(m.get("group", m["source"]))
+    for key, s in srcs.items():
+        counts[key[0]][key[1]]["groups" if len(key) == 3 else "sources"] = len(s)
+    for c in counts.values():
+        for v in c.values():
+            v["mpx"] = round(v["pixels"] / 1e6, 3)
+    return counts
+
+
+def _tally(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def write_pack(path: str, classes: list, items: list, info: dict | None = None, quality: int = 94) -> dict:
+    """Write a pack file. ``items``: list of ``(uint8 HxWx3 image, class index, meta)`` where ``meta`` has at
+    least ``split`` ('train' | 'held_out') and ``source`` (a string naming the source image); optional
+    ``group`` (images of one photo: never split; default = source), ``licence``, ``package``, ``path``.
+    Returns the info dict written. The split is checked (no source/group in both splits)."""
+    classes = [str(c) for c in classes]
+    if len(set(classes)) != len(classes):
+        raise ValueError("duplicate class names")
+    metas = []
+    blobs = []
+    for n, (img, k, meta) in enumerate(items):
+        img = np.asarray(img)
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"item {n}: need a uint8 HxWx3 RGB image, got {img.dtype} {img.shape}")
+        if not 0 <= int(k) < len(classes):
+            raise ValueError(f"item {n}: class index {k} out of range 0..{len(classes) - 1}")
+        if meta.get("split") not in SPLITS:
+            raise ValueError(f"item {n}: split must be one of {SPLITS}, got {meta.get('split')!r}")
+        if not meta.get("source"):
+            raise ValueError(f"item {n}: meta needs a 'source'")
+        m = dict(meta)
+        m.setdefault("group", m["source"])
+        m["class"] = classes[int(k)]
+        m["label"] = int(k)
+        m["size_hw"] = [int(img.shape[0]), int(img.shape[1])]
+        m["file"] = f"{m['split']}/{m['class']}/{n:05d}.jpg"
+        metas.append(m)
+        blobs.append(_encode_jpeg(np.ascontiguousarray(img), quality))
+    check_split(metas)
+    info = dict(info or {})
+    info.update({
+        "format": PACK_FORMAT, "version": PACK_VERSION, "classes": classes, "jpeg_quality": quality,
+        "split": info.get("split", "held_out = whole source images (split groups), none of them in train"),
+        "counts": count_images(classes, metas),
+        "sources": {c: sorted({m["source"] for m in metas if m["class"] == c}) for c in classes},
+        "licences": {c: _tally(m.get("licence", "?") for m in metas if m["class"] == c) for c in classes},
+        "images": metas,
+    })
+    tmp = path + ".tmp"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:  # fixed dates: same input, same bytes
+        z.writestr(zipfile.ZipInfo("info.json", (2020, 1, 1, 0, 0, 0)), json.dumps(info, indent=1))
+        for m, b in zip(metas, blobs):
+            z.writestr(zipfile.ZipInfo(m["file"], (2020, 1, 1, 0, 0, 0)), b)
+    os.replace(tmp, path)
+    return info
+
+
+def load_packed(path: str, threads: int = 4) -> PackedTextures:
+    """Read a pack written by ``write_pack`` / ``python -m engine.train.data pack``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"texture pack {path} not found (build it with `python -m engine.train.data pack "
+                                f"--out {path}` or copy it here)")
+    try:
+        z = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise ValueError(f"{path} is not a texture pack (not a zip file)") from None
+    with z:
+        try:
+            info = json.loads(z.read("info.json"))
+        except KeyError:
+            raise ValueError(f"{path} is not a texture pack (no info.json)") from None
+        if info.get("format") != PACK_FORMAT or info.get("version") != PACK_VERSION:
+            raise ValueError(f"{path}: unsupported pack format {info.get('format')!r} version "
+                             f"{info.get('version')!r} (need {PACK_FORMAT!r} {PACK_VERSION})")
+        metas = info["images"]
+        check_split(metas)
+        blobs = [z.read(m["file"]) for m in metas]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max(1, threads)) as ex:  # PIL releases the GIL while decoding
+        imgs = list(ex.map(_decode_image, blobs))
+    classes = list(info["classes"])
+    pt = PackedTextures(classes=classes, train=[], held_out=[], info=info)
+    for img, m in zip(imgs, metas):
+        if list(img.shape[:2]) != list(m["size_hw"]):
+            raise ValueError(f"{path}: {m['file']} has size {img.shape[:2]}, info says {m['size_hw']}")
+        k = classes.index(m["class"])
+        if m["split"] == "train":
+            pt.train.append((img, k))
+            pt.train_meta.append(m)
+        else:
+            pt.held_out.append((img, k))
+            pt.held_out_meta.append(m)
+    return pt
+
+
+def overview_sheet(pt: PackedTextures, path: str, train: int = 6, held_out: int = 2, crop: int = 128,
+                   show: int = 80, seed: int = 0) -> None:
+    """One row per class: ``train`` random ``crop`` px training crops, then ``held_out`` held-out crops (after a
+    gap), each shown at ``show`` px; label with the class's image/group counts and megapixels. Saved as a
+    palette PNG (small enough for docs/)."""
+    from PIL import Image, ImageDraw
+    g = np.random.default_rng(seed)
+    lw, gap = 150, 10
+    n = train + held_out
+    sheet = Image.new("RGB", (lw + n * (show + 2) + gap, len(pt.classes) * (show + 2) + 14), "white")
+    d = ImageDraw.Draw(sheet)
+    d.text((lw, 1), f"training crops ({crop} px, shown at {show})", fill="black")
+    d.text((lw + train * (show + 2) + gap, 1), "held-out", fill="black")
+    for k, c in enumerate(pt.classes):
+        y = 14 + k * (show + 2)
+        cnt = pt.info["counts"][c]
+        d.text((2, y + show // 2 - 12), c, fill="black")
+        d.text((2, y + show // 2), f"{cnt['train']['mpx']:.1f}+{cnt['held_out']['mpx']:.1f} Mpx, "
+                                   f"{cnt['train']['groups']}+{cnt['held_out']['groups']} photos", fill="gray")
+        for col, split, num in ((0, pt.train, train), (train, pt.held_out, held_out)):
+            imgs = [img for img, kk in split if kk == k]
+            if not imgs:
+                continue
+            w = np.array([im.shape[0] * im.shape[1] for im in imgs], dtype=np.float64)
+            for i in range(num):
+                im = imgs[int(g.choice(len(imgs), p=w / w.sum()))]
+                yy = int(g.integers(0, im.shape[0] - crop + 1))
+                xx = int(g.integers(0, im.shape[1] - crop + 1))
+                tile = Image.fromarray(im[yy:yy + crop, xx:xx + crop]).resize((show, show), Image.LANCZOS)
+                sheet.paste(tile, (lw + (col + i) * (show + 2) + (gap if col else 0), y))
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
+def build_pack(out: str, root: str = PKGS_ROOT, quality: int = 93, **kw) -> dict:
+    """Build the v2 pack ``out`` from Debian packages extracted under ``root/<package>/``; returns its info.
+    ``kw``: ``sources``, ``classes``, ``cap_mpx`` for ``sources_v2.collect``."""
+    from engine.train import sources_v2
+    classes, items, info = sources_v2.collect(root, quality=quality, **kw)
+    return write_pack(out, classes, items, info=info, quality=quality)
+
+
+def pack_main(argv=None):
+    """``python -m engine.train.data pack --out PATH``: build the v2 pack from extracted Debian packages."""
+    ap = argparse.ArgumentParser(prog="python -m engine.train.data pack",
+                                 description="build the packed v2 texture set (one file) from Debian packages "
+                                             "extracted under ROOT/<package>/ (scripts/setup_data_v2.sh)")
+    ap.add_argument("--out", required=True, help="pack file to write (e.g. textures-v2.pack)")
+    ap.add_argument("--root", default=PKGS_ROOT, help="folder with one extracted package per subfolder "
+                                                      "(default %(default)s)")
+    ap.add_argument("--quality", type=int, default=93, help="JPEG quality (default %(default)s)")
+    ap.add_argument("--sheet", default=None, help="also write an overview PNG of the pack here (random crops per "
+                                                  "class, train and held-out)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    info = build_pack(args.out, root=args.root, quality=args.quality)
+    size = os.path.getsize(args.out)
+    print(f"wrote {args.out}: {size / 2**20:.1f} MiB in {time.time() - t0:.0f}s")
+    print_counts(info)
+    t0 = time.time()
+    pt = load_packed(args.out)
+    print(f"load_packed: {time.time() - t0:.1f}s, {len(pt.train)} train + {len(pt.held_out)} held-out images")
+    if args.sheet:
+        overview_sheet(pt, args.sheet)
+        print("wrote", args.sheet)
+    return 0
+
+
+def print_counts(info: dict) -> None:
+    print(f"{'class':<12} {'train img/photos/Mpx':>22} {'held-out img/photos/Mpx':>25}")
+    for c in info["classes"]:
+        t, h = info["counts"][c]["train"], info["counts"][c]["held_out"]
+        print(f"{c:<12} {t['images']:>8} {t['groups']:>5} {t['mpx']:>7.2f} "
+              f"{h['images']:>10} {h['groups']:>5} {h['mpx']:>7.2f}")
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "pack":
+        return pack_main(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="`python -m engine.train.data pack --help`: the packed v2 set")
     ap.add_argument("--out", default=".cache/textures")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--sheet", default=None, help="also write a contact sheet PNG here")

@@ -127,8 +127,95 @@ def main() -> None:
     m = json.loads((WEIGHTS_DIR / "metrics.json").read_text())
     proj_file = WEIGHTS_DIR / "projection_metrics.json"
     proj = json.loads(proj_file.read_text()) if proj_file.exists() else None
-    (WEIGHTS_DIR / "MODEL_CARD.md").write_text(render(meta, m, proj))
+    text = render(meta, m, proj)
+    cmp_file = WEIGHTS_DIR / "comparison.json"
+    if cmp_file.exists():
+        text += side_by_side(json.loads(cmp_file.read_text()))
+    (WEIGHTS_DIR / "MODEL_CARD.md").write_text(text)
     print(f"wrote {WEIGHTS_DIR / 'MODEL_CARD.md'}")
+
+
+
+
+def side_by_side(cmp: dict) -> str:
+    """The card's section comparing models measured with one judge on one held-out set (comparison.json:
+    {"note": text, "models": {name: metrics.json dict}})."""
+    return ("\n## v1 and v2 side by side\n" + cmp.get("note", "") + "\n\n" + comparison(cmp["models"]))
+
+
+# -- v1 vs v2 ----------------------------------------------------------------------------------------------------
+GOALS = {"recognised": 0.95, "worst_class": 0.85, "swap": 0.95, "outside": 1 / 255, "border": 0.03, "peak_x": 2.0}
+
+
+def _f(x, fmt="{:.3f}"):
+    return "—" if x is None else fmt.format(x)
+
+
+def summary(m: dict) -> dict:
+    """The headline numbers of one metrics.json (engine.train.evaluate)."""
+    v2 = m.get("v2", {})
+    gen = m["generated_accuracy"]["per_class"]
+    peak, real = v2.get("peakiness", {}), v2.get("peakiness_real", {})
+    within = [n for n in peak if n in real and peak[n] <= GOALS["peak_x"] * real[n]]
+    kid, floor = v2.get("kid", {}), v2.get("kid_floor", {})
+    return {
+        "recognised": m["generated_accuracy"]["mean"], "worst_class": min(gen.values()),
+        "worst_name": min(gen, key=gen.get), "swap": m["label_swap"]["success"],
+        "outside_raw": m["label_swap"]["mean_abs_change_outside"],
+        "outside": m["label_swap"].get("mean_abs_change_outside_after_poisson"),
+        "border": v2.get("border_ratio_mean"), "peak": v2.get("peakiness_median_over_classes"),
+        "peak_real": v2.get("peakiness_real_median_over_classes"),
+        "peak_within": f"{len(within)}/{len([n for n in peak if n in real])}",
+        "kid": float(sum(kid.values()) / len(kid)) if kid else None,
+        "kid_floor": float(sum(floor[n] for n in kid) / len(kid)) if kid else None,
+        "classes": len(gen),
+    }
+
+
+def comparison(models: dict[str, dict]) -> str:
+    """Markdown: headline table (one column per model) and per-class table, from metrics.json dicts measured with
+    the same judge and held-out data."""
+    s = {k: summary(m) for k, m in models.items()}
+    names = list(models)
+    head = "| measure | goal | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names)
+    rows = [
+        ("classes measured", "", lambda x: str(x["classes"])),
+        ("generated 64 px samples recognised by the judge", ">= 95 %", lambda x: pct(x["recognised"])),
+        ("worst class", ">= 85 %", lambda x: f"{pct(x['worst_class'])} ({x['worst_name']})"),
+        ("label-swap success (200 edits, Table 2 style)", ">= 95 %", lambda x: pct(x["swap"])),
+        ("mean change outside the region, raw sCBN (0-1)", "", lambda x: _f(x["outside_raw"], "{:.4f}")),
+        ("mean change outside the region after Poisson (0-1)", "<= 0.0039", lambda x: _f(x["outside"], "{:.5f}")),
+        ("border ring / inner luminance, 256 px samples", "0.97-1.03", lambda x: _f(x["border"])),
+        ("peakiness, median over classes (real crops)", "each class <= 2x real",
+         lambda x: f"{_f(x['peak'], '{:.0f}')} ({_f(x['peak_real'], '{:.0f}')})"),
+        ("classes with peakiness <= 2x their real crops", "all", lambda x: x["peak_within"]),
+        ("KID on judge features, mean over classes (real-vs-real floor)", "near the floor",
+         lambda x: f"{_f(x['kid'], '{:.4f}')} ({_f(x['kid_floor'], '{:.4f}')})"),
+    ]
+    lines = [head] + [f"| {label} | {goal} | " + " | ".join(fn(s[n]) for n in names) + " |"
+                      for label, goal, fn in rows]
+    classes = []
+    for m in models.values():
+        classes += [c for c in m["generated_accuracy"]["per_class"] if c not in classes]
+    judge = next(iter(models.values())).get("classifier_heldout_accuracy", {}).get("per_class", {})
+
+    def cell(m, key, c, fmt):
+        v2 = m.get("v2", {})
+        d = m["generated_accuracy"]["per_class"] if key == "gen" else v2.get(key, {})
+        return fmt(d[c]) if c in d else "—"
+
+    ph = ("| class | judge on held-out real | " + " | ".join(f"{n} recognised" for n in names) + " | "
+          + " | ".join(f"{n} KID" for n in names) + " | KID floor | "
+          + " | ".join(f"{n} peakiness" for n in names) + " | real peakiness |")
+    sep = "|---|---|" + "---|" * (3 * len(names) + 2)
+    last = list(models.values())[-1]
+    per = [f"| {c} | {pct(judge[c]) if c in judge else '—'} | "
+           + " | ".join(cell(m, "gen", c, pct) for m in models.values()) + " | "
+           + " | ".join(cell(m, "kid", c, lambda v: f"{v:.4f}") for m in models.values()) + " | "
+           + cell(last, "kid_floor", c, lambda v: f"{v:.4f}") + " | "
+           + " | ".join(cell(m, "peakiness", c, lambda v: f"{v:.0f}") for m in models.values()) + " | "
+           + cell(last, "peakiness_real", c, lambda v: f"{v:.0f}") + " |" for c in classes]
+    return "\n".join(lines) + "\n\n" + "\n".join([ph, sep, *per]) + "\n"
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 # gallery and model card. The default minutes are the shipped model's budgets (about 7 hours on 2 CPU cores);
 # each is the stage's TOTAL, so a second run after an interruption only finishes what is left.
 #   bash engine/train/pipeline.sh [GAN_MINUTES] [ENCODER_MINUTES] [AUX_MINUTES] [CLASSIFIER_MINUTES]
+# This is v1's recipe (the shipped v1 model). Model v2 trains with one entry point for CPU and GPU:
+# python -m engine.train.pipeline (engine/train/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python -m engine.train.data
