@@ -13,6 +13,7 @@ import torch
 
 from engine.train import data as D
 from engine.train import pipeline as P
+from engine.train.gan import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,7 @@ def run_dir(tmp_path_factory):
 def test_pipeline_trains_every_stage_and_exports_loadable_weights(run_dir):
     out, _, stdout = run_dir
     for stage in ("gan", "encoder", "aux", "judge"):
-        ck = torch.load(out / f"{stage}.pt", weights_only=True)  # tensors, numbers and strings only
+        ck = load_checkpoint(out / f"{stage}.pt")  # torch.load(weights_only=True): tensors, the rest as JSON
         assert ck["it"] >= 1 and ck["spent"] > 0
     assert "it/s" in stdout and (out / "samples.png").is_file()
     from engine.models.default import load_default
@@ -65,7 +66,7 @@ def test_pipeline_trains_every_stage_and_exports_loadable_weights(run_dir):
     assert x.shape == (2, 3, 40, 40) and torch.isfinite(x).all()
     cfg = json.loads((out / "export" / "config.json").read_text())
     assert cfg["sngan"]["padding"] == "reflect" and cfg["sngan"]["upsample"] == "bilinear"
-    assert cfg["training"]["gan_iterations"] == torch.load(out / "gan.pt", weights_only=True)["it"]
+    assert cfg["training"]["gan_iterations"] == load_checkpoint(out / "gan.pt")["it"]
     from safetensors.torch import load_file
 
     assert all(v.dtype == torch.float16 for v in load_file(str(out / "export" / "generator.safetensors")).values()
@@ -74,13 +75,13 @@ def test_pipeline_trains_every_stage_and_exports_loadable_weights(run_dir):
 
 def test_pipeline_resumes_and_a_spent_budget_trains_nothing(run_dir):
     out, pack, _ = run_dir
-    before = {s: torch.load(out / f"{s}.pt", weights_only=True)["it"] for s in ("gan", "encoder", "aux", "judge")}
+    before = {s: load_checkpoint(out / f"{s}.pt")["it"] for s in ("gan", "encoder", "aux", "judge")}
     res = subprocess.run([sys.executable, "-m", "engine.train.pipeline", "--device", "cpu", "--minutes", "0.15",
                           "--out", str(out), "--data", str(pack), "--threads", "1"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("done already") == 4
-    after = {s: torch.load(out / f"{s}.pt", weights_only=True)["it"] for s in before}
+    after = {s: load_checkpoint(out / f"{s}.pt")["it"] for s in before}
     assert after == before
     # other classes in the data than the run started with: one clear message
     other = tiny_pack(out.parent / "other.pack", classes=("a", "b", "c"))

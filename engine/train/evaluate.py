@@ -27,6 +27,7 @@ import torch
 from engine.blend.feature import Reference, feature_blend
 from engine.collage.label import label_swap
 from engine.sites.scbn import Region
+from engine.train.gan import load_checkpoint
 
 
 @torch.no_grad()
@@ -141,7 +142,7 @@ def load_judge(path: Path):
     if (path / "judge.pt").is_file():
         run = json.loads((path / "run.json").read_text())
         clf = TextureClassifier(len(run["classes"]), ch=run["settings"]["judge_ch"])
-        clf.load_state_dict(torch.load(path / "judge.pt", map_location="cpu", weights_only=True)["clf"])
+        clf.load_state_dict(load_checkpoint(path / "judge.pt")["clf"])
         return clf.eval(), list(run["classes"])
     meta = json.loads((path / "config.json").read_text())
     names = list(meta["sngan"]["class_names"])

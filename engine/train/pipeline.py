@@ -42,6 +42,7 @@ from engine.models.auxab import AuxAB
 from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
 from engine.project.projector import feature_psi, manifold_projection_loss
 from engine.train.budget import WeightAverage, resume
+from engine.train.gan import load_checkpoint
 from engine.train.budget import train_for as _train_for
 from engine.models.texture_classifier import TextureClassifier
 
@@ -446,7 +447,7 @@ class Run:
             return False
         G, D, _ = self.load_generator()
         E = SpatialEncoder(self.cfg)
-        E.load_state_dict(torch.load(self.out / "encoder.pt", map_location="cpu", weights_only=True)["E_ema"])
+        E.load_state_dict(load_checkpoint(self.out / "encoder.pt")["E_ema"])
         E = self.prep(E).eval()
         for p in E.parameters():
             p.requires_grad_(False)
@@ -567,7 +568,7 @@ def calibrated_gan(out: Path, device="cpu", log=print):
     out = Path(out)
     meta = json.loads((out / "run.json").read_text())
     settings = meta["settings"]
-    ck = torch.load(out / "gan.pt", map_location="cpu", weights_only=True)
+    ck = load_checkpoint(out / "gan.pt")
     cfg = SNGANConfig.from_dict(json.loads(ck["config"]["json"]))
     G, D = ResNetGenerator(cfg), SNResNetProjectionDiscriminator(cfg)
     G.load_state_dict(ck["G_ema"])
@@ -575,7 +576,7 @@ def calibrated_gan(out: Path, device="cpu", log=print):
     it = int(ck["it"])
     cal = out / "G_calibrated.pt"
     if cal.exists():
-        c = torch.load(cal, map_location="cpu", weights_only=True)
+        c = load_checkpoint(cal)
         if int(c["gan_it"]) == it:
             G.load_state_dict(c["G"])
             return G.to(device).eval(), D.to(device).eval(), it
@@ -602,7 +603,7 @@ def export_run(out: Path, export_dir: str | None = None, log=print, dtype=torch.
     meta = json.loads((out / "run.json").read_text())
     dest = Path(export_dir) if export_dir else out / "export"
     dest.mkdir(parents=True, exist_ok=True)
-    ck = torch.load(out / "gan.pt", map_location="cpu", weights_only=True)
+    ck = load_checkpoint(out / "gan.pt")
     cfg = SNGANConfig.from_dict(json.loads(ck["config"]["json"]))
     G, D, _ = calibrated_gan(out, "cpu", log=log)
     states = {"generator": G.state_dict(), "discriminator": D.state_dict()}
@@ -610,7 +611,7 @@ def export_run(out: Path, export_dir: str | None = None, log=print, dtype=torch.
     for stage, f, key in (("encoder", "encoder.pt", "E_ema"), ("aux", "aux.pt", "aux_ema"),
                           ("judge", "judge.pt", "clf")):
         if (out / f).exists():
-            sck = torch.load(out / f, map_location="cpu", weights_only=True)
+            sck = load_checkpoint(out / f)
             states["classifier" if stage == "judge" else stage] = sck[key]
             training.update({f"{stage}_iterations": int(sck["it"]),
                              f"{stage}_minutes": round(float(sck["spent"]) / 60, 1)})
@@ -638,7 +639,7 @@ def compact(out: Path, log=print) -> None:
         p = Path(out) / f
         if not p.exists():
             continue
-        ck = torch.load(p, map_location="cpu", weights_only=True)
+        ck = load_checkpoint(p)
         for k in list(ck):
             if k.startswith("opt"):
                 del ck[k]
