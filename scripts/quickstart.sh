@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set up the engine and run the demo on the default model
-# (a label swap and a feature transplant on photos shipped in engine/data/demo), writing before/after
+# (a label swap and a feature blend on photos shipped in engine/data/demo), writing before/after
 # images to demo_out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

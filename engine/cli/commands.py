@@ -356,7 +356,7 @@ def _photo_edit(args, b, kind: str, layers) -> int:
         swap = SwapSpec(class_id(b, args.to[0]), check_strength(strengths[0]), layers, labels, layer_strengths)
     else:
         if not args.ref:
-            raise CLIError("give --ref PHOTO2: the reference photo whose feature is transplanted")
+            raise CLIError("give --ref PHOTO2: the reference photo whose feature is blended in")
         reference = read_photo(args.ref)
         ref_region = parse_region(args.ref_region)
         if ref_region is None and reference.shape[:2] != (h, w):

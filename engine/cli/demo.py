@@ -1,7 +1,7 @@
 """`neural-collage demo`: the main job on the default model, offline, on photos that ship with the project.
 
 1. Label swap (sCBN): a meadow photo, an elliptical feathered selection painted "gravel".
-2. Feature transplant (feature blending): the meadow's grass features transplanted into a brick wall photo.
+2. Feature blend (the paper's feature blending): the meadow's grass features blended into a brick wall photo.
 Writes before / mask / after images and a side-by-side comparison for each, and prints where.
 """
 from __future__ import annotations
@@ -51,18 +51,18 @@ def run_demo(out: str = "demo_out", device: str = "auto", steps: int | None = No
         written.append(out_dir / name)
     print(f"label swap: grass -> gravel inside the ellipse (projection loss {res.loss:.3f})")
 
-    # 2. feature transplant: grass features from the meadow into the brick wall
+    # 2. feature blend: grass features from the meadow into the brick wall
     mask2 = ellipse_mask(h, w, w * 0.45, h * 0.5, w * 0.25, h * 0.22)
     res2 = editor.edit(wall, mask2, blend=BlendSpec(strength=1.0), reference=meadow,
                        source_class=names.index("brick"), reference_class=names.index("grass"), steps=steps,
                        progress=progress_printer())
-    files = {"transplant_before.png": wall, "transplant_reference.png": meadow,
-             "transplant_mask.png": (mask2 * 255).astype(np.uint8), "transplant_after.png": res2.image,
-             "transplant_compare.png": side_by_side(wall, meadow, (mask2 * 255).astype(np.uint8), res2.image)}
+    files = {"blend_before.png": wall, "blend_reference.png": meadow,
+             "blend_mask.png": (mask2 * 255).astype(np.uint8), "blend_after.png": res2.image,
+             "blend_compare.png": side_by_side(wall, meadow, (mask2 * 255).astype(np.uint8), res2.image)}
     for name, img in files.items():
         write_photo(str(out_dir / name), img)
         written.append(out_dir / name)
-    print(f"feature transplant: grass features into the brick wall (projection loss {res2.loss:.3f})")
+    print(f"feature blend: grass features into the brick wall (projection loss {res2.loss:.3f})")
     outside = mask == 0
     same = bool(np.array_equal(res.image[outside], meadow[outside]))
     print(f"pixels outside the selection unchanged: {same}")

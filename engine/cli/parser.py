@@ -21,7 +21,7 @@ from engine.cli.serve import add_keys_arguments, add_serve_arguments, cmd_keys, 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="neural-collage", description="Neural Collage engine: label swaps (sCBN) and "
-                                 "feature transplants (feature blending) with conditional GANs.")
+                                 "feature blends (the paper's feature blending) with conditional GANs.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p, output=True):
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one strength in [0, 1] per sCBN layer, e.g. 1,1,0.5 (default all 1)")
     photo_opts(p)
     p.set_defaults(fn=cmd_swap)
-    p = sub.add_parser("blend", help="feature transplant (feature blending) inside a mask")
+    p = sub.add_parser("blend", help="feature blend (the paper's feature blending) inside a mask")
     common(p)
     p.add_argument("--class", dest="class_", default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "download", "import-chainer", "verify"])
     p.add_argument("arg", nargs="?", default=None)
     p.set_defaults(fn=cmd_weights)
-    p = sub.add_parser("demo", help="run a label swap and a feature transplant on shipped photos")
+    p = sub.add_parser("demo", help="run a label swap and a feature blend on shipped photos")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=None, help="calibration steps (default: the model's)")
