@@ -17,10 +17,8 @@ import warnings
 
 
 def cli_main():
-    try:
-        from engine.cli.parser import main  # the engine/cli/ package (issue 15)
-    except ImportError:  # pragma: no cover - the layout before it
-        from engine.cli import main
+    from engine.cli.parser import main
+
     return main
 
 

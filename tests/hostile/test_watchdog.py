@@ -12,10 +12,7 @@ import pytest
 
 from bridge.client import EngineClient, EngineError
 
-try:
-    from engine.serve.server import EngineServer, OpError
-except ImportError:  # the layout before issue 15
-    from engine.server import EngineServer, OpError
+from engine.serve.server import EngineServer, OpError
 
 STALL_TIMEOUT = 1.0
 IMG = np.zeros((4, 4, 3), np.uint8)
