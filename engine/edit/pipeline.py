@@ -273,12 +273,7 @@ class PhotoEditor:
             out_t = op.apply(self.G, z)
             recon_t = self.projector.generate(z, cls) if return_recon else None
         t["render"] = time.perf_counter() - t0
-        # compose
-        t0 = time.perf_counter()
-        result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
-        recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
-        t["compose"] = time.perf_counter() - t0
-        check_finite_result(result, recon)
+        result, recon = self.compose_both(image, crop, out_t, recon_t, channels, soft, poisson, t)
         return EditResult(result, recon, cls, float(proj.loss), ref.class_id if ref is not None else None, mode,
                           1.0, crop.side, R, t)
 
@@ -409,14 +404,21 @@ class PhotoEditor:
         out_t = render(self.G, z, op, tile=self.tile, progress=progress)
         recon_t = render(self.G, z, EditOp(proj.class_id), tile=self.tile) if return_recon else None
         t["render"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
-        recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) if return_recon else None
-        t["compose"] = time.perf_counter() - t0
-        check_finite_result(result, recon)
+        result, recon = self.compose_both(image, crop, out_t, recon_t, channels, soft, poisson, t)
         loss = float(proj.loss) if proj.loss is not None else math.nan
         return EditResult(result, recon, proj.class_id, loss, rproj.class_id if rproj is not None else None, mode,
                           scale, S, R, t, is_preview)
+
+    def compose_both(self, image, crop, out_t, recon_t, channels, soft, poisson, t):
+        """The compose stage of both paths: the edit (Poisson-blended or pasted) and, when rendered, the
+        reconstruction (pasted) put back into the photo, timed into ``t['compose']``, checked to be finite."""
+        t0 = time.perf_counter()
+        result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
+        recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) \
+            if recon_t is not None else None
+        t["compose"] = time.perf_counter() - t0
+        check_finite_result(result, recon)
+        return result, recon
 
     @staticmethod
     def check_reaches(soft: np.ndarray, crop: Crop) -> None:
