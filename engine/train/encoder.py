@@ -46,7 +46,7 @@ def recalibrate_batchnorm(G: ResNetGenerator, batches: int = 200, batch: int = 3
     for i in range(batches):
         for m in bns:
             m.momentum = 1.0 / (i + 1)  # cumulative moving average
-        y = torch.randint(0, G.num_classes, (batch,), generator=g)
+        y = torch.randint(0, G.num_classes, (batch,), generator=g).to(G.device)
         G(G.sample_latent(batch, generator=g, resolution=size), y)
     for m, mom in zip(bns, saved):
         m.momentum = mom

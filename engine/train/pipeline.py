@@ -42,6 +42,7 @@ from engine.models.auxab import AuxAB
 from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjectionDiscriminator, SpatialEncoder
 from engine.project.projector import feature_psi, manifold_projection_loss
 from engine.train.budget import WeightAverage, resume
+from engine.train.encoder import recalibrate_batchnorm
 from engine.train.gan import load_checkpoint
 from engine.train.budget import train_for as _train_for
 from engine.models.texture_classifier import TextureClassifier
@@ -167,26 +168,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         pe.lerp_(p.detach(), 1.0 - decay)
     for be, b in zip(ema.buffers(), model.buffers()):
         be.copy_(b)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(G: ResNetGenerator, batches: int, batch: int, size: int, seed: int = 0) -> None:
-    """Standing statistics: the cumulative average of the batch statistics over many random batches."""
-    g = torch.Generator().manual_seed(seed)
-    bns = [m for m in G.modules() if hasattr(m, "avg_mean")]
-    for m in bns:
-        m.avg_mean.zero_()
-        m.avg_var.fill_(1.0)
-    saved = [m.momentum for m in bns]
-    G.train()
-    for i in range(batches):
-        for m in bns:
-            m.momentum = 1.0 / (i + 1)
-        y = torch.randint(0, G.num_classes, (batch,), generator=g).to(G.device)
-        G(G.sample_latent(batch, generator=g, resolution=size), y)
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    G.eval()
 
 
 def save_grid(G: ResNetGenerator, path: Path, n_classes: int, size: int = 64, per_class: int = 4, seed: int = 0):
