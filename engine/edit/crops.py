@@ -164,10 +164,12 @@ class Crop:
         min_size: int = 16,
         dtype=None,
         multiple: int = 1,
+        max_context: int | None = None,
     ) -> Crop:
         """Square box centred on ``region`` with ``margin`` of context on each side.
 
-        side = max(w, h) * (1 + 2 * margin), at least the region itself.  The box is
+        side = max(w, h) * (1 + 2 * margin), at least the region itself; with ``max_context`` (px) the context
+        on each side is at most that many pixels (``max(w, h) + 2 * min(margin * max(w, h), max_context)``).  The box is
         shifted to stay inside the photo when it fits, otherwise it covers the whole
         photo in that direction and the rest is padding.  ``multiple``: the side is rounded up to a multiple of
         it (a fully convolutional generator's latent grid, so the crop renders at its own size).  Raises
@@ -189,7 +191,8 @@ class Crop:
         if margin < 0:
             raise CropError("The margin around the region cannot be negative.")
         longest = max(w, h)
-        side = max(math.floor(longest * (1 + 2 * margin) + 0.5), longest)
+        context = longest * margin if max_context is None else min(longest * margin, max(0, int(max_context)))
+        side = max(math.floor(longest + 2 * context + 0.5), longest)
         side = -(-side // max(1, int(multiple))) * max(1, int(multiple))  # a whole number of latent cells
         x0 = cls._place(x, w, side, W)
         y0 = cls._place(y, h, side, H)

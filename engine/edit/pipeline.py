@@ -19,7 +19,7 @@ from engine.blend.feature import Reference
 from engine.compose.compose import compose
 from engine.edit.budgets import BudgetError, Budgets, check_finite
 from engine.edit.crops import Crop, CropError, region_from_mask
-from engine.edit.render import EditOp, fully_convolutional, grid_of, render, scale_latent
+from engine.edit.render import EditOp, fully_convolutional, grid_of, render, scale_latent, window_of
 from engine.generator import ModelBundle
 from engine.project.cache import ProjectionCache
 from engine.project.projector import ProjectionResult, Projector
@@ -29,7 +29,11 @@ Progress = Callable[[str, int, int, float], None]
 MIN_REGION = 16
 MODES = ("fast", "calibrated")  # fast: the encoder's latent only; calibrated: + Adam steps on eq. 4
 SCALE_RANGE = (0.25, 4.0)  # texture scale: 2 = the material's features twice as large
-FULLRES_STEPS = 5  # calibrated mode's default steps at the crop's own resolution (fully convolutional models)
+# calibrated mode's default steps at full resolution: 3 (sharpness >= 0.3 in 3 of 3 cases at 512 px, loss within
+# 1-7 % of 5 steps' in 0.76 of their time; README "Edits at the photo's own resolution")
+FULLRES_STEPS = 3
+WINDOW_MIN = 256  # px: larger crops calibrate and render only the selection's box; smaller ones whole (one pass)
+FULLRES_CONTEXT = 64  # px of context around the region at full resolution (at most 25 % of it; see PhotoEditor)
 FIXED_STEPS = 200  # the default for fixed-size models, which calibrate at their own (small) resolution
 MAX_SIDE = {"cpu": 2048, "cuda": 4096}  # largest crop side rendered at its own size; larger crops are resampled
 TILE = {"cpu": 512, "cuda": 2048}  # render tiles (px): bound the memory; on CPU 512 px tiles were also faster
@@ -142,8 +146,9 @@ class PhotoEditor:
 
     def __init__(self, bundle: ModelBundle, cache: ProjectionCache | None = None, max_work_size: int = 128,
                  max_side: int | None = None, tile: int | None = None, calibration_tile: int | None = None,
-                 budgets: Budgets | None = None):
+                 budgets: Budgets | None = None, context: int | None = FULLRES_CONTEXT):
         self.budgets = budgets or Budgets()
+        self.context = context  # px of context per side at full resolution (None: 25 % of the region)
         self.b = bundle
         self.G = bundle.generator
         self.projector = Projector(bundle)
@@ -178,7 +183,10 @@ class PhotoEditor:
         r = int(round(side / grid)) * grid
         return max(self.size, min(r, max(self.max_work_size, self.size)))
 
-    def crop_for(self, image: np.ndarray, mask: np.ndarray | None, region, multiple: int = 1) -> Crop:
+    def crop_for(self, image: np.ndarray, mask: np.ndarray | None, region, multiple: int = 1,
+                 max_context: int | None = None) -> Crop:
+        """The square crop around ``region`` (else the mask's box, else the whole image): 25 % context on each
+        side, at most ``max_context`` px when given (the full-resolution path)."""
         h, w = image.shape[:2]
         if region is None:
             if mask is None:
@@ -190,7 +198,7 @@ class PhotoEditor:
                     raise EditError(str(exc)) from None
         try:
             return Crop.around(tuple(int(v) for v in region), image.shape, margin=0.25, min_size=MIN_REGION,
-                               dtype=image.dtype, multiple=multiple)
+                               dtype=image.dtype, multiple=multiple, max_context=max_context)
         except CropError as exc:
             raise EditError(str(exc)) from None
 
@@ -300,12 +308,15 @@ class PhotoEditor:
 
     # -- full resolution (fully convolutional models) ---------------------------------------------------------
     def full_project(self, x: torch.Tensor, class_id: int | None, mode: str, steps: int, key: str | None,
-                     progress: Progress | None, stage: str = "projection", start: ProjectionResult | None = None
-                     ) -> ProjectionResult:
+                     progress: Progress | None, stage: str = "projection", start: ProjectionResult | None = None,
+                     window: tuple[int, int, int, int] | None = None) -> ProjectionResult:
         """The latent of the crop ``x`` (at its size / scale): the fast start, then in calibrated mode ``steps``
-        Adam steps at that size (in tiles above ``self.tile``).  Without a class, the discriminator's ranking picks
-        it (fast) or the usual short search on a copy at the model's native size does (calibrated)."""
-        key = None if key is None else f"{key}|{mode}|{steps}|{x.shape[-1]}"
+        Adam steps at that size (in tiles above ``self.tile``; only in ``window``, the selection's box at this
+        size, when given).  Without a class, the discriminator's ranking picks it (fast) or the usual short search
+        on a copy at the model's native size does (calibrated)."""
+        if mode == "fast" or steps == 0:
+            window = None
+        key = None if key is None else f"{key}|{mode}|{steps}|{x.shape[-1]}" + (f"|{window}" if window else "")
         cached = self.cache.get(key)
         if cached is not None and (class_id is None or cached.class_id == class_id):
             if progress:
@@ -335,7 +346,7 @@ class PhotoEditor:
                     progress(stage, step, total, loss)
 
             res = self.projector.calibrate_tiled(x, class_id, steps, start=start, tile=self.calibration_tile,
-                                                 grid=grid_of(self.G), progress=prog)
+                                                 grid=grid_of(self.G), progress=prog, window=window)
         self.cache.put(key, res)
         return res
 
@@ -344,7 +355,7 @@ class PhotoEditor:
                    t_start) -> EditResult:
         g = grid_of(self.G)
         dev = self.G.device
-        crop = self.crop_for(image, soft, region, multiple=g)
+        crop = self.crop_for(image, soft, region, multiple=g, max_context=self.context)
         S = crop.side
         R = S if self.max_side >= S else self.max_side // g * g  # above max_side: rendered smaller, resampled
         Sc = max(g, int(round(R / scale / g)) * g)  # the size the encoder and the calibration see
@@ -362,7 +373,7 @@ class PhotoEditor:
         regions = self.label_regions(swap, m, crop, R, soft.shape)
         xr = None
         if blend is not None:
-            rcrop = self.reference_crop(reference, reference_region, crop, soft.shape)
+            rcrop = self.reference_crop(reference, reference_region, crop, soft.shape, self.context)
             self.budgets.check_crop(rcrop.side, "reference region")
             xr = to_model_input(rcrop.extract(np.asarray(reference), Sc), dev)
         t = {"crop": time.perf_counter() - t_start}
@@ -380,7 +391,9 @@ class PhotoEditor:
             preview(self._finish_full(image, soft, crop, base, ref, swap, blend, regions, m, R, S, channels,
                                       poisson, False, progress, "fast", scale, dict(t), True))
             t0 = time.perf_counter()
-        proj = latent or self.full_project(x, source_class, mode, steps, cache_key, progress, start=base)
+        # crops above WINDOW_MIN px calibrate and render only the selection's box (with context): see render()
+        win = window_of(torch.from_numpy(crop.mask_to_crop(soft, Sc)), g) if Sc > WINDOW_MIN else None
+        proj = latent or self.full_project(x, source_class, mode, steps, cache_key, progress, start=base, window=win)
         rproj = None
         if xr is not None:
             rproj = self.full_project(xr, reference_class, mode, steps, rkey, progress, "reference projection",
@@ -401,8 +414,9 @@ class PhotoEditor:
             refs.append(Reference(scale_latent(rproj.z, cells), rproj.class_id, m, shift))
         t0 = time.perf_counter()
         op = self.edit_op(proj.class_id, swap, blend, regions, refs)
-        out_t = render(self.G, z, op, tile=self.tile, progress=progress)
-        recon_t = render(self.G, z, EditOp(proj.class_id), tile=self.tile) if return_recon else None
+        win = window_of(m, g) if R > WINDOW_MIN else None  # only the selection's box is shown: render it alone
+        out_t = render(self.G, z, op, tile=self.tile, progress=progress, window=win)
+        recon_t = render(self.G, z, EditOp(proj.class_id), tile=self.tile, window=win) if return_recon else None
         t["render"] = time.perf_counter() - t0
         result, recon = self.compose_both(image, crop, out_t, recon_t, channels, soft, poisson, t)
         loss = float(proj.loss) if proj.loss is not None else math.nan
@@ -509,11 +523,12 @@ class PhotoEditor:
         shift = (int(round(blend.shift[0] * scale)), int(round(blend.shift[1] * scale)))
         return Reference(rproj.z, rproj.class_id, m, shift)
 
-    def reference_crop(self, reference: np.ndarray, reference_region, crop: Crop, shape: tuple[int, int]) -> Crop:
+    def reference_crop(self, reference: np.ndarray, reference_region, crop: Crop, shape: tuple[int, int],
+                       max_context: int | None = None) -> Crop:
         """The reference photo's crop: its ``reference_region``, else the edit's own crop (same-size photos)."""
         ref_img = np.asarray(reference)
         if reference_region is not None:
-            return self.crop_for(ref_img, None, reference_region)
+            return self.crop_for(ref_img, None, reference_region, max_context=max_context)
         if ref_img.shape[:2] != tuple(shape):
             raise EditError("the reference must have the image's size, or give its region")
         return crop

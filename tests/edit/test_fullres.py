@@ -11,7 +11,7 @@ from engine.collage.label import label_swap
 from engine.edit.crops import Crop, from_unit_float, region_from_mask
 from engine.edit.pipeline import BlendSpec, EditError, EditResult, PhotoEditor, SwapSpec, from_model_output, \
     to_model_input
-from engine.edit.render import EditOp, grid_of, render, scale_latent
+from engine.edit.render import EditOp, grid_of, render, scale_latent, window_of
 from engine.project.projector import Projector
 from engine.sites.scbn import Region
 
@@ -63,16 +63,17 @@ def test_1000px_crop_is_rendered_at_1000px(bundle, photo):
     mask = np.zeros(photo.shape[:2], np.float32)
     y0 = x0 = 50
     mask[y0 + 200:y0 + 800, x0 + 200:x0 + 800] = 1.0
-    region = (x0 + 167, y0 + 167, 666, 666)  # crop side 666 * 1.5 = 999 -> 1000, a whole number of latent cells
+    region = (x0 + 64, y0 + 64, 872, 872)  # crop side 872 + 2 * 64 px of context = 1000, whole latent cells
     res = ed.edit(photo, mask, region=region, swap=SwapSpec(2), source_class=1,
                   mode="fast", poisson=False, cache_key="k")
     assert res.crop_size == 1000 and res.render_size == 1000 and not res.resampled
-    crop = Crop.around(region, photo.shape, margin=0.25, min_size=16, multiple=8, dtype=photo.dtype)
+    crop = Crop.around(region, photo.shape, margin=0.25, min_size=16, multiple=8, dtype=photo.dtype,
+                       max_context=ed.context)
     assert (crop.side, crop.x0, crop.y0) == (1000, 50, 50)
     proj = ed.cache.get("k|fast|0|1000")
     assert tuple(proj.z.shape[-2:]) == (125, 125)  # one latent cell per 8 px of the 1000 px crop
     m = torch.from_numpy(crop.mask_to_crop(mask, 1000))
-    direct = render(bundle.generator, proj.z, EditOp(1, [Region(2, m, 1.0)]), tile=ed.tile)
+    direct = render(bundle.generator, proj.z, EditOp(1, [Region(2, m, 1.0)]), tile=ed.tile, window=window_of(m, 8))
     assert tuple(direct.shape[-2:]) == (1000, 1000)
     pix = from_unit_float(from_model_output(direct, 3), np.uint8)
     ys, xs = np.nonzero(mask == 1)
@@ -160,6 +161,31 @@ def test_layer_strengths_all_ones_and_all_zeros(bundle, photo):
     assert np.array_equal(bzeros, unedited)
 
 
+@pytest.mark.parametrize("kind", ["swap", "blend"])
+def test_a_window_renders_the_same_pixels_as_the_whole(bundle, kind):
+    """Only the selection's box is rendered (with a tile's context): inside it the pixels of a whole render
+    (float rounding: <= 2/255), outside it nothing (0), for less work."""
+    G = bundle.generator
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(1, 16, 40, 40, generator=g)
+    m = torch.from_numpy(ellipse_mask(320, 320, 150, 170, 80, 60, feather=4))
+    op = {"swap": EditOp(0, [Region(7, m, 1.0)]),
+          "blend": EditOp(0, references=[Reference(torch.randn(1, 16, 40, 40, generator=g), 2, m, (12, -20))])}[kind]
+    win = window_of(m, 8)
+    y0, y1, x0, x1 = win
+    assert y0 % 8 == x0 % 8 == y1 % 8 == x1 % 8 == 0 and (y1 - y0, x1 - x0) < (320, 320)
+    ys, xs = np.nonzero(m.numpy() > 0)
+    assert y0 <= ys.min() and ys.max() < y1 and x0 <= xs.min() and xs.max() < x1
+    whole = render(G, z, op)
+    part = render(G, z, op, window=win)
+    assert float((whole - part)[..., y0:y1, x0:x1].abs().max()) / 2 * 255 <= 2
+    outside = torch.ones(320, 320, dtype=torch.bool)
+    outside[y0:y1, x0:x1] = False
+    assert float(part[..., outside].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="not a box on the 8 px grid"):
+        render(G, z, op, window=(3, 64, 0, 64))
+
+
 @pytest.mark.parametrize("kind", ["plain", "swap", "blend"])
 def test_tiles_meet_without_seams(bundle, kind):
     G = bundle.generator
@@ -174,6 +200,30 @@ def test_tiles_meet_without_seams(bundle, kind):
     borders = [127, 128, 255, 256]
     assert float(diff[..., borders, :].max()) <= 2 and float(diff[..., :, borders].max()) <= 2
     assert float(diff.max()) <= 2
+
+
+def test_calibration_in_a_window_keeps_the_start_outside(bundle, photo):
+    """Calibrated mode spends its steps on the selection's box only: the latent outside the box (and its
+    context) stays the encoder's start, inside it moves; the pipeline passes the selection's box."""
+    P = Projector(bundle)
+    x = torch.from_numpy(photo[:256, :256].transpose(2, 0, 1).copy())[None].float() / 127.5 - 1
+    start = P.start(x, 1)
+    win = (64, 160, 96, 192)
+    r = P.calibrate_tiled(x, 1, 2, start=start, window=win)
+    inside = torch.zeros(32, 32, dtype=torch.bool)
+    inside[8:20, 12:24] = True
+    assert torch.equal(r.z[..., ~inside], start.z[..., ~inside])
+    assert float((r.z - start.z)[..., inside].abs().max()) > 0 and np.isfinite(r.loss)
+    with pytest.raises(ValueError, match="not a box on the 8 px grid"):
+        P.calibrate_tiled(x, 1, 1, start=start, window=(0, 100, 0, 64))
+    ed = PhotoEditor(bundle)
+    mask = ellipse_mask(500, 500, 250, 250, 150, 120)  # a 300 px region: a 428 px crop > WINDOW_MIN
+    ed.edit(photo[:500, :500], mask, swap=SwapSpec(2), source_class=1, steps=1, cache_key="w")
+    keys = [k for k in ed.cache._d if k.startswith("w|calibrated|1|")]  # noqa: SLF001
+    assert len(keys) == 1 and keys[0].endswith(")")  # the calibrated box is part of the key
+    small = ellipse_mask(300, 300, 150, 150, 60, 50)  # a 180 px crop: calibrated whole
+    ed.edit(photo[:300, :300], small, swap=SwapSpec(2), source_class=1, steps=1, cache_key="s")
+    assert [k for k in ed.cache._d if k.startswith("s|")] == ["s|calibrated|1|184"]  # noqa: SLF001
 
 
 def test_tiled_calibration_and_render_in_the_pipeline(bundle, photo):
