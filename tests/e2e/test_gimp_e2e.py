@@ -699,9 +699,10 @@ def check_preview_area(dump, shot, proc):
     """The dialog's GimpPreviewArea is shown, at least 128 px, and shows a picture (not the flat grey it starts
     with); its status line gives the preview's size and time."""
     areas = [x for x in dump["widgets"] if x["type"] == "GimpPreviewArea" and x["visible"] and x["mapped"]]
-    assert len(areas) == 1, f"{proc}: {len(areas)} preview areas"
-    x, y, w, h = areas[0]["box"]
-    assert w >= 128 and h >= 128, areas[0]
+    # (GIMP 3.2's layer chooser of Feature Blend has a small preview area of its own: the thumbnail)
+    big = [x for x in areas if x["box"][2] >= 128 and x["box"][3] >= 128]
+    assert len(big) == 1, f"{proc}: {len(big)} preview areas of at least 128 px ({areas})"
+    x, y, w, h = big[0]["box"]
     crop = shot[y:y + h, x:x + w].astype(np.int32)
     assert crop.std() > 10 and len(np.unique(crop.reshape(-1, 3), axis=0)) > 200, f"{proc}: the preview is blank"
     status = [x["text"] for x in dump["widgets"] if x["text"].startswith("Preview ")]
