@@ -6,7 +6,8 @@
 
 Benchmarks: bench.collage (sCBN and feature-blend cost), bench.projection (encoder / zeta-space projection
 speed-up), bench.poisson (Poisson blending vs OpenCV), bench.bridge (GIMP <-> engine image transfer),
-bench.photo_edit (edits at the photo's own resolution: time, stage shares, sharpness).  A benchmark whose data
+bench.photo_edit (edits at the photo's own resolution: time, stage shares, sharpness), bench.preview_latency
+(the dialog's live preview: a change -> preview pixels, through the bridge, cached projection).  A benchmark whose data
 is missing and cannot be built here is listed as skipped, with the reason.  Each runs
 in its own try block: a failing one prints its error and the others still run.  All ratios in the table are
 measured within this one run, on the machine stated above the table.
@@ -27,7 +28,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or os.curdir) not in (HERE, ROOT)]
 
 RESULTS = os.path.join(HERE, "RESULTS.md")
-BENCHES = ("collage", "projection", "poisson", "bridge", "photo_edit")
+BENCHES = ("collage", "projection", "poisson", "bridge", "photo_edit", "preview_latency")
 COLUMNS = ("benchmark", "case", "measure", "ratio", "goal", "met?", "details")
 
 
@@ -223,8 +224,28 @@ def bench_bridge(quick: bool, threads: int | None):
     return rows, table, ""
 
 
+def bench_preview_latency(quick: bool, threads: int | None, bundle=None):
+    """The live preview's latency (bench/preview_latency.py), on all cores like the engine."""
+    import torch
+
+    from bench import preview_latency as pl
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = pl.run(sizes=(256,), n_changes=2, bundle=bundle) if quick else pl.run(bundle=bundle)
+    table = []
+    for r in rows:
+        case = f"{r['selection']} px selection ({r['crop']} px crop), preview {r['preview'][1]}x{r['preview'][0]}"
+        timed = r["selection"] == pl.GOAL_SIZE
+        table.append(("preview_latency", case, f"{r['mode']}: seconds from a change to the preview",
+                      f"{r['change_median_s']:.2f}", f"<= {pl.GOAL_S:g}" if timed else "-",
+                      _met(r["change_median_s"] <= pl.GOAL_S) if timed else "-",
+                      f"median of {r['changes']} changes (max {r['change_max_s']:.2f} s); the first preview, which "
+                      f"projects the reduced crop, {r['first_s']:.2f} s"))
+    return rows, table, pl.format_rows(rows)
+
+
 RUNNERS = {"collage": bench_collage, "projection": bench_projection, "poisson": bench_poisson,
-           "bridge": bench_bridge, "photo_edit": bench_photo_edit}
+           "bridge": bench_bridge, "photo_edit": bench_photo_edit, "preview_latency": bench_preview_latency}
 
 
 # -- output ------------------------------------------------------------------------------------------------------

@@ -75,6 +75,15 @@ DEFAULT_SCALE = 1.0
 MODES = ("fast", "calibrated")
 #: per-layer strengths: one value (STRENGTH) per sCBN layer (swap) or per blend site (blend)
 MAX_LAYER_STRENGTHS = 64
+#: a small result for a live preview (issue 14): the edit of the image reduced (area averaging) so that its longer
+#: side is at most this many pixels; the engine projects the reduced crop once (cached) and renders only that size
+PREVIEW_SIZE = Range(32, 1024, True, "preview: longest side of the reduced result, px")
+DEFAULT_PREVIEW_SIZE = 256
+#: variations the plug-in inserts as one layer group (1 = one result, no group)
+VARIATIONS = Range(1, 16, True, "results inserted as one layer group")
+#: kinds of variations: (plug-in choice name, label). strength: a strip of N strengths evenly spaced from 1/N of
+#: the chosen strength to it (the official demo's interpolation frames)
+VARIATION_KINDS = (("strength", "Strength strip (1/N ... strength)"),)
 #: a region's x, y (any integer) and w, h (at least 1)
 REGION_SIZE = Range(1, MAX_DIM, True, "pixels")
 
@@ -89,6 +98,39 @@ LAYER_CHOICES = tuple(s[0] for s in SCOPES)
 
 IMAGE_DTYPES = ("uint8", "uint16", "float32")
 MASK_DTYPES = ("uint8", "float32")
+
+
+def strength_strip(strength: float, n: int) -> list[float]:
+    """The strengths of ``n`` variations of a strength strip: ``strength * k / n`` for k = 1..n (the last one is
+    ``strength`` itself; ``n`` = 1 gives ``[strength]``)."""
+    if not VARIATIONS.contains(n):
+        raise ValueError("variations must be %s, got %s" % (VARIATIONS.text(), _show(n)))
+    if not STRENGTH.contains(strength):
+        raise ValueError("strength must be %s, got %s" % (STRENGTH.text(), _show(strength)))
+    return [float(strength) * k / n for k in range(1, n + 1)]
+
+
+def parse_layer_strengths(text: str | None) -> list[float] | None:
+    """Per-layer strengths typed as text ("1, 1, 0.5, 0"; commas and/or spaces) -> a list of numbers, or None
+    for an empty text (all layers at 1). ValueError with one sentence for anything else (the engine still checks
+    that there is one value per layer of its model)."""
+    parts = [p for p in (text or "").replace(",", " ").split() if p]
+    if not parts:
+        return None
+    values = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            v = None
+        if v is None or not STRENGTH.contains(v):
+            raise ValueError("layer strengths must be at most %d numbers between %s and %s separated by commas, "
+                             "e.g. \"1,1,0.5,0\"; %s is not one" % (MAX_LAYER_STRENGTHS, _num(STRENGTH.lo),
+                                                                  _num(STRENGTH.hi), _show(p)))
+        values.append(v)
+    if len(values) > MAX_LAYER_STRENGTHS:
+        raise ValueError("layer strengths must be at most %d numbers, got %d" % (MAX_LAYER_STRENGTHS, len(values)))
+    return values
 
 
 def scope_layers(scope: str) -> str:
@@ -165,6 +207,7 @@ MODE = Kind(lambda v: v in MODES, " or ".join(MODES), " | ".join('"%s"' % m for 
 SCALE_KIND = Kind(SCALE.contains, SCALE.text(), "number, %s..%s" % (_num(SCALE.lo), _num(SCALE.hi)))
 LAYER_STRENGTHS = Kind(_is_layer_strengths, "a list of at most %d numbers between 0 and 1, one per layer"
                        % MAX_LAYER_STRENGTHS, "[number 0..1, ...] (one per layer)")
+PREVIEW_KIND = Kind(PREVIEW_SIZE.contains, PREVIEW_SIZE.text(), "int, %d..%d" % (PREVIEW_SIZE.lo, PREVIEW_SIZE.hi))
 REGION = Kind(_is_region, "[x, y, w, h] integers with w, h between %d and %d" % (REGION_SIZE.lo, REGION_SIZE.hi),
               "[x, y, w, h] ints, w and h %d..%d" % (REGION_SIZE.lo, REGION_SIZE.hi))
 
@@ -451,15 +494,17 @@ _REGION = Param("region", REGION, doc="the crop to project (image pixels); null 
 _MODE = Param("mode", MODE, doc="fast: the encoder's latent only; calibrated: + steps (null = calibrated)")
 _SCALE = Param("scale", SCALE_KIND, doc="texture scale; null = %s" % _num(DEFAULT_SCALE))
 _PREVIEW = Param("preview", BOOL, doc="calibrated mode: send the fast result first as a preview reply")
+_PREVIEW_SIZE = Param("preview_size", PREVIEW_KIND, doc="a small result: the edit of the image reduced so its "
+                      "longer side is at most this (the reply's image has that reduced size); null = full size")
 
 #: the top-level params of each image op, in the order the docs list them
 IMAGE_OP_PARAMS = {
     "edit": (_MODEL, _SOURCE, _STEPS, _POISSON,
              Param("cache_key", STR, doc="lets the engine reuse a projection of the same pixels"),
              Param("return_recon", BOOL, null=False, doc="also send the reconstruction back"),
-             _REGION, _MODE, _SCALE, _PREVIEW),
-    "swap": (_MODEL, _SOURCE, _STEPS, _POISSON, _MODE, _SCALE, _PREVIEW),
-    "blend": (_MODEL, _SOURCE, _STEPS, _POISSON, _MODE, _SCALE, _PREVIEW),
+             _REGION, _MODE, _SCALE, _PREVIEW, _PREVIEW_SIZE),
+    "swap": (_MODEL, _SOURCE, _STEPS, _POISSON, _MODE, _SCALE, _PREVIEW, _PREVIEW_SIZE),
+    "blend": (_MODEL, _SOURCE, _STEPS, _POISSON, _MODE, _SCALE, _PREVIEW, _PREVIEW_SIZE),
     "project": (_MODEL, Param("class", CLASS, attr="source_class", doc="class of the region; null = classify"),
                 _STEPS, _REGION, _MODE, _SCALE),
 }
@@ -488,6 +533,7 @@ class EditRequest(Request):
     mode: str | None = None
     scale: float | None = None
     preview: bool | None = None
+    preview_size: int | None = None
     swap: SwapParams | None = None
     blend: BlendParams | None = None
     reference: Any = None
@@ -740,7 +786,8 @@ def markdown() -> str:
     out = [MD_BEGIN, "", "#### Ranges (`bridge/requests.py`)", "",
            "| name | range | meaning |", "| --- | --- | --- |"]
     for name, rng in (("STEPS", STEPS), ("STRENGTH", STRENGTH), ("SHIFT", SHIFT), ("LAYER_INDEX", LAYER_INDEX),
-                      ("REGION_SIZE", REGION_SIZE)):
+                      ("REGION_SIZE", REGION_SIZE), ("SCALE", SCALE), ("PREVIEW_SIZE", PREVIEW_SIZE),
+                      ("VARIATIONS", VARIATIONS)):
         out.append("| `%s` | %s..%s | %s |" % (name, _num(rng.lo), _num(rng.hi), rng.what))
     out += ["| `MAX_LABELS` | %d | labels of one swap |" % MAX_LABELS,
             "| `MAX_LAYER_INDICES` | %d | indices in one `layers` list |" % MAX_LAYER_INDICES,

@@ -193,3 +193,18 @@ def test_run_all_photo_edit_rows(tiny_bundle, monkeypatch):
     assert any(r[2].startswith("fast: seconds") for r in table) and any("sharpness" in r[2] for r in table)
     assert table[-1][2] == "anchor" and table[-1][-1].startswith("skipped: ")
     assert "Resynthesizer" in detail
+
+
+def test_preview_latency_quick(tiny_bundle):
+    """bench/preview_latency.py through the real bridge client and EngineServer, on the tiny model: a first preview
+    and the changes after it come back at preview size, with finite times, and run_all's table has its row."""
+    import bench.run_all as ra
+    from bench import preview_latency as pl
+
+    rows = pl.run(sizes=(48,), n_changes=3, preview_size=32, bundle=tiny_bundle, mode="fast")
+    assert len(rows) == 1 and rows[0]["crop"] == 72 and max(rows[0]["preview"]) <= 32
+    assert finite(rows[0]["first_s"], rows[0]["change_median_s"], rows[0]["change_max_s"])
+    assert "48 px" in pl.format_rows(rows)
+    _raw, table, _detail = ra.bench_preview_latency(True, 1, bundle=tiny_bundle)
+    assert len(table) == 1 and all(len(r) == len(ra.COLUMNS) for r in table)
+    assert table[0][0] == "preview_latency" and "256 px selection" in table[0][1]

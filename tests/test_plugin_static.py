@@ -67,10 +67,25 @@ def test_plugin_shape():
     text = _text("nc_image.py")
     assert text.count("image.undo_group_start()") == 1 and text.count("image.undo_group_end()") == 1
     assert text.count("Gimp.context_push()") == 1 and text.count("Gimp.context_pop()") == 1
-    fn = text[text.index("def insert_result"):]
-    assert fn.index("undo_group_start") < fn.index("insert_layer") < fn.index("finally:") < fn.index(
+    group = text[text.index("def _in_one_undo_group"):text.index("def insert_result")]
+    assert group.index("undo_group_start") < group.index("return work(") < group.index("finally:") < group.index(
         "undo_group_end")
-    assert "image.remove_layer(new)" in fn
+    assert "image.remove_layer(item)" in group
+    # every layer (one result, or the variations' group and its N layers) is inserted by a ``work`` that runs
+    # inside that one undo group: one undo step whatever N is
+    tree = ast.parse(text)
+    funcs = _functions(tree)
+    for name in ("insert_result", "insert_variations"):
+        src = ast.unparse(funcs[name])
+        assert src.count("_in_one_undo_group(image, layer, work)") == 1, name
+        body = [n for n in funcs[name].body if not isinstance(n, ast.FunctionDef)]
+        assert all("insert_layer" not in ast.unparse(n) and "_add_result_layer" not in ast.unparse(n)
+                   for n in body), f"{name} changes the image outside its undo group"
+    inserters = [n for n, f in funcs.items() if "image.insert_layer(" in ast.unparse(f) and n != "work"]
+    assert sorted(inserters) == ["_add_result_layer", "insert_variations"], inserters  # (its group: inside work)
+    variations = ast.unparse(funcs["insert_variations"])
+    assert "Gimp.GroupLayer.new(image, group_name)" in variations and "_add_result_layer(image, layer, group" in \
+        variations
 
 
 def _functions(tree):
@@ -117,9 +132,9 @@ def test_plugin_checks_pdb_results():
     """From GIMP 3.2.6 a failing PDB call prints nothing: the result layer's calls are all checked, the unfinished
     layer is removed, and the undo group is closed only if it was opened."""
     text = (PLUGIN / "nc_image.py").read_text(encoding="utf-8")
-    fn = text[text.index("def insert_result"):]
+    fn = text[text.index("def _add_result_layer"):]
     for call in ("_ok(started", "_ok(Gimp.Layer.new(", "_ok(image.insert_layer(", "_ok(new.set_offsets(",
-                 "_ok(new.update("):
+                 "_ok(new.update(", "_ok(Gimp.GroupLayer.new(", "_ok(image.insert_layer(group"):
         assert call in fn, call
     assert "if started:\n            image.undo_group_end()" in fn
 

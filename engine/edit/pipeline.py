@@ -19,6 +19,7 @@ from engine.blend.feature import Reference
 from engine.compose.compose import compose
 from engine.edit.budgets import BudgetError, Budgets, check_finite
 from engine.edit.crops import Crop, CropError, region_from_mask
+from engine.edit.reduce import reduce_inputs
 from engine.edit.render import EditOp, fully_convolutional, grid_of, render, scale_latent, window_of
 from engine.generator import ModelBundle
 from engine.project.cache import ProjectionCache
@@ -225,7 +226,7 @@ class PhotoEditor:
         source_class: int | None = None, reference_class: int | None = None, steps: int | None = None,
         poisson: bool = True, cache_key: str | None = None, return_recon: bool = False,
         progress: Progress | None = None, latent: ProjectionResult | None = None, mode: str = "calibrated",
-        scale: float = 1.0, preview: Callable[[EditResult], None] | None = None,
+        scale: float = 1.0, preview: Callable[[EditResult], None] | None = None, preview_size: int | None = None,
     ) -> EditResult:
         """One photo edit, stage by stage: check the input, crop the region, project it (or take ``latent``),
         render the label collage (``swap``) and/or the feature blend (``blend``) from the latent, and compose the
@@ -233,8 +234,22 @@ class PhotoEditor:
 
         ``mode`` "fast" stops at the encoder's latent, "calibrated" adds ``steps`` calibration steps (default
         ``default_steps``); ``scale`` is the texture scale (fully convolutional models only); ``preview``, in
-        calibrated mode, receives the fast result before the calibration starts."""
+        calibrated mode, receives the fast result before the calibration starts.  ``preview_size`` N: the same edit
+        on the inputs reduced so the image's longer side is at most N px (engine/edit/reduce.py); the result is that
+        reduced image, and its projection is cached under ``cache_key`` + "|preview N", so a live preview projects
+        once and then costs one render at that size per change."""
         t_start = time.perf_counter()
+        if preview_size is not None:
+            if latent is not None:
+                raise EditError("a preview-size edit projects its own reduced crop: give no latent")
+            small = reduce_inputs(int(preview_size), image, mask, swap, blend, reference, reference_mask, region,
+                                  reference_region)
+            image, mask = small.get("image", image), small.get("mask", mask)
+            swap, blend = small.get("swap", swap), small.get("blend", blend)
+            reference, reference_mask = small.get("reference", reference), small.get("reference_mask", reference_mask)
+            region, reference_region = small.get("region", region), small.get("reference_region", reference_region)
+            if cache_key is not None and small:
+                cache_key = f"{cache_key}|preview{int(preview_size)}"
         image = np.asarray(image)
         soft = self.check(image, mask, blend, reference, self.budgets)
         check_options(mode, scale, steps)

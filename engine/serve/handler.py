@@ -40,6 +40,17 @@ class Engine:
         self.names = self.bundle.class_names or self.bundle.generator.class_names()
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_bundle(cls, bundle, name: str = "default", budgets: Budgets | None = None) -> Engine:
+        """An engine on an already loaded model (benchmarks and tests)."""
+        self = cls.__new__(cls)
+        self.device, self.model_name, self.bundle = bundle.generator.device, name, bundle
+        self.budgets = budgets or Budgets()
+        self.editor = PhotoEditor(bundle, budgets=self.budgets)
+        self.names = bundle.class_names or bundle.generator.class_names()
+        self._lock = threading.Lock()
+        return self
+
     def reset(self) -> None:
         """Called by the server when its watchdog replaced a stalled worker: the abandoned job may still hold the
         lock and the editor (its projection cache), so the next jobs get fresh ones (the model is shared)."""
@@ -132,6 +143,7 @@ class Engine:
                     reference_class=self._class(req.blend.reference_class if req.blend else None, "reference class"),
                     steps=req.steps, poisson=req.poisson, cache_key=req.cache_key,
                     return_recon=req.return_recon, progress=progress, mode=mode, scale=scale,
+                    preview_size=req.preview_size,
                     preview=(lambda r: job.preview(*self._reply(req, r, swap).to_wire())) if want_preview else None)
             except BudgetError as exc:
                 raise EngineError(E_TOO_LARGE, str(exc)) from None

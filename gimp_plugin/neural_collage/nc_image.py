@@ -143,48 +143,55 @@ def pick_layer(drawables):
     return d
 
 
-def insert_result(image, layer, box, arr, name, write_mask=None):
-    """Insert a new layer right above ``layer`` at the image position of ``box``, inside one undo group.
+def _image_type(image, alpha):
+    if image.get_base_type() == Gimp.ImageBaseType.GRAY:
+        return Gimp.ImageType.GRAYA_IMAGE if alpha else Gimp.ImageType.GRAY_IMAGE
+    return Gimp.ImageType.RGBA_IMAGE if alpha else Gimp.ImageType.RGB_IMAGE
 
-    With ``write_mask`` (u8 over the box) the new layer starts as an exact copy of ``layer`` under the box
-    (a GEGL buffer copy: no colour conversion, so every pixel outside the mask is bit-identical in any
-    precision) and ``arr`` is written only where the mask is non-zero. Without it ``arr`` fills the layer
-    (the projection). Anything added is removed again if a step fails."""
+
+def _add_result_layer(image, layer, parent, position, box, arr, name, write_mask, added):
+    """One result layer inserted at ``position`` in ``parent`` (None: the image's top level), filled from ``arr``
+    (see insert_result); appended to ``added`` as soon as it is in the image."""
     h, w = int(arr.shape[0]), int(arr.shape[1])
     channels = int(arr.shape[2]) if len(arr.shape) == 3 else 1
     babl = px.babl_for_array(arr.dtype, channels)
     bpp = channels * px.itemsize(arr.dtype)
     alpha = layer.has_alpha() if write_mask is not None else channels in (2, 4)
-    if image.get_base_type() == Gimp.ImageBaseType.GRAY:
-        itype = Gimp.ImageType.GRAYA_IMAGE if alpha else Gimp.ImageType.GRAY_IMAGE
-    else:
-        itype = Gimp.ImageType.RGBA_IMAGE if alpha else Gimp.ImageType.RGB_IMAGE
     data = bytes(arr.data)
+    new = _ok(Gimp.Layer.new(image, name, w, h, _image_type(image, alpha), 100.0, Gimp.LayerMode.NORMAL),
+              "create the result layer")
+    _ok(image.insert_layer(new, parent, position), f"add the layer '{name}'")
+    added.append(new)
+    _ok(new.set_offsets(int(box[0]), int(box[1])), "place the result layer")
+    buf = new.get_buffer()
+    if write_mask is None:
+        buf.set(_rect((0, 0, w, h)), babl, data)
+    else:
+        layer.get_buffer().copy(_rect(px.to_layer(box, offsets(layer))), Gegl.AbyssPolicy.NONE, buf,
+                                _rect((0, 0, w, h)))
+        for rect, chunk in px.masked_chunks(data, write_mask, w, h, bpp):
+            buf.set(_rect(rect), babl, chunk)
+    buf.flush()
+    _ok(new.update(0, 0, w, h), "update the result layer")
+    return new
+
+
+def _in_one_undo_group(image, layer, work):
+    """Run ``work(position, added)`` inside one undo group (one undo step); whatever it added to the image is
+    removed again if a step fails. ``position``: the active layer's, so results land right above it."""
     position = image.get_item_position(layer)
     if position < 0:
         raise UserError(f"GIMP could not find the layer '{layer.get_name()}' in the image.")
     Gimp.context_push()
     started = image.undo_group_start()
-    new = None
+    added = []
     try:
         _ok(started, "start an undo group")
-        new = _ok(Gimp.Layer.new(image, name, w, h, itype, 100.0, Gimp.LayerMode.NORMAL), "create the result layer")
-        _ok(image.insert_layer(new, layer.get_parent(), position), f"add the layer '{name}'")
-        _ok(new.set_offsets(int(box[0]), int(box[1])), "place the result layer")
-        buf = new.get_buffer()
-        if write_mask is None:
-            buf.set(_rect((0, 0, w, h)), babl, data)
-        else:
-            layer.get_buffer().copy(_rect(px.to_layer(box, offsets(layer))), Gegl.AbyssPolicy.NONE, buf,
-                                    _rect((0, 0, w, h)))
-            for rect, chunk in px.masked_chunks(data, write_mask, w, h, bpp):
-                buf.set(_rect(rect), babl, chunk)
-        buf.flush()
-        _ok(new.update(0, 0, w, h), "update the result layer")
+        return work(position, added)
     except Exception:
-        if new is not None:
+        for item in reversed(added[:1]):  # the first one added holds the others (a group) or is the only one
             try:
-                if new.get_image() is not None and not image.remove_layer(new):
+                if item.get_image() is not None and not image.remove_layer(item):
                     sys.stderr.write("Neural Collage: GIMP could not remove the unfinished result layer\n")
             except Exception:  # noqa: BLE001 - keep the original error
                 traceback.print_exc()
@@ -193,4 +200,32 @@ def insert_result(image, layer, box, arr, name, write_mask=None):
         if started:
             image.undo_group_end()
         Gimp.context_pop()
-    return new
+
+
+def insert_result(image, layer, box, arr, name, write_mask=None):
+    """Insert a new layer right above ``layer`` at the image position of ``box``, inside one undo group.
+
+    With ``write_mask`` (u8 over the box) the new layer starts as an exact copy of ``layer`` under the box
+    (a GEGL buffer copy: no colour conversion, so every pixel outside the mask is bit-identical in any
+    precision) and ``arr`` is written only where the mask is non-zero. Without it ``arr`` fills the layer
+    (the projection). Anything added is removed again if a step fails."""
+    def work(position, added):
+        return _add_result_layer(image, layer, layer.get_parent(), position, box, arr, name, write_mask, added)
+
+    return _in_one_undo_group(image, layer, work)
+
+
+def insert_variations(image, layer, box, results, group_name, write_mask=None):
+    """Insert the variations ``results`` ([(name, array)], first = bottom) as layers of ONE new layer group
+    right above ``layer``, all inside one undo group (one undo step); returns the group. Each layer is filled
+    as insert_result fills its one layer. Anything added is removed again if a step fails."""
+    def work(position, added):
+        group = _ok(Gimp.GroupLayer.new(image, group_name), "create the layer group for the variations")
+        _ok(image.insert_layer(group, layer.get_parent(), position), f"add the layer group '{group_name}'")
+        added.append(group)
+        for name, arr in results:
+            # position 0 in the group is its top: each later variation goes above the one before
+            _add_result_layer(image, layer, group, 0, box, arr, name, write_mask, added)
+        return group
+
+    return _in_one_undo_group(image, layer, work)

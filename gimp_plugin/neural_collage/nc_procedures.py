@@ -2,11 +2,16 @@
 one procedure). ``create(plugin, name, run)`` builds one; the ranges come from ``bridge/requests.py``.
 
 Procedures (all take run-mode, image, drawables; the active drawable must be one layer):
-  python-fu-neural-collage-label-swap         target-class, strength, scope, source-class, poisson, steps
-  python-fu-neural-collage-feature-transplant reference, strength, scope, poisson, steps   (menu: Feature Blend...)
+  python-fu-neural-collage-label-swap         target-class, strength, scope, source-class, OPTIONS, poisson, steps
+  python-fu-neural-collage-feature-transplant reference, strength, scope, OPTIONS, poisson, steps
+                                              (menu: Feature Blend...)
   python-fu-neural-collage-project            steps
   python-fu-neural-collage-settings           address, auto-start, engine-command, model, timeout, keys
-Each edit returns (status, layer, message): the new layer and a sentence saying what was done.
+OPTIONS (issue 14): mode (fast | calibrated), scale (texture scale), layer-strengths (text "1,1,0.5,0"; empty = all
+1), variations (1 = one result; N > 1: N results in one new layer group), variation-kind (strength: a strength
+strip 1/N ... strength), preview (the dialog's live preview; ignored when not interactive).
+Each edit returns (status, layer, message): the new layer (or the variations' group) and a sentence saying what was
+done.
 
 The feature blend keeps its registered name ``...-feature-transplant`` so scripts that call it keep working;
 everywhere else (menu, CLI, protocol, code) it is the *feature blend*.
@@ -53,11 +58,25 @@ DOCS = {
 
 def _scope_choice():
     """The scope argument's choices, from the bridge's one scope table (nick, label)."""
-    choice = Gimp.Choice.new()
     scopes = brequests.SCOPES if brequests is not None else (("all", "all", "All layers"),)
-    for i, (_wire, nick, label) in enumerate(scopes):
+    return _choice([(nick, label) for _wire, nick, label in scopes])
+
+
+def _choice(rows):
+    """A Gimp.Choice of (nick, label) rows."""
+    choice = Gimp.Choice.new()
+    for i, (nick, label) in enumerate(rows):
         choice.add(nick, i, label, "")
     return choice
+
+
+def _range(name, fallback):
+    """(lo, hi) of a range of bridge/requests.py (``fallback`` when the bridge is missing: the procedure still
+    registers and says so when it runs)."""
+    if brequests is None:
+        return fallback
+    rng = getattr(brequests, name)
+    return rng.lo, rng.hi
 
 
 def _steps_range():
@@ -104,6 +123,29 @@ def _blend_arguments(proc):
     proc.add_choice_argument("scope", "Scop_e", "Generator layers that are blended", _scope_choice(), "all", RW)
 
 
+def _option_arguments(proc, what):
+    """The engine's options and the dialog's preview (issue 14), shared by label swap and feature blend."""
+    modes = brequests.MODES if brequests is not None else ("fast", "calibrated")
+    labels = {"fast": "Fast (the encoder only)", "calibrated": "Calibrated (+ projection steps)"}
+    proc.add_choice_argument("mode", "_Mode", "fast: the encoder's projection only; calibrated: plus projection "
+                             "steps (better fit, slower)", _choice([(m, labels.get(m, m)) for m in modes]),
+                             "calibrated", RW)
+    lo, hi = _range("SCALE", (0.25, 4.0))
+    proc.add_double_argument("scale", "Te_xture scale", "2 = the new texture's features twice as large", float(lo),
+                             float(hi), 1.0, RW)
+    proc.add_string_argument("layer-strengths", "_Layer strengths",
+                             f"One strength 0..1 per {what}, separated by commas, e.g. 1,1,0.5,0; empty = all 1", "",
+                             RW)
+    lo, hi = _range("VARIATIONS", (1, 16))
+    proc.add_int_argument("variations", "_Variations", "1 = one result; N = N results in one new layer group",
+                          int(lo), int(hi), 1, RW)
+    kinds = brequests.VARIATION_KINDS if brequests is not None else (("strength", "Strength strip"),)
+    proc.add_choice_argument("variation-kind", "Variation _kind", "strength: N strengths evenly spaced from 1/N of "
+                             "the strength to the strength", _choice(kinds), kinds[0][0], RW)
+    proc.add_boolean_argument("preview", "Live pre_view", "Show the edit in the dialog while the settings change",
+                              True, RW)
+
+
 def _edit_arguments(proc, poisson):
     if poisson:
         proc.add_boolean_argument("poisson", "_Poisson blending", "Blend the edge of the edit seamlessly", True, RW)
@@ -130,7 +172,9 @@ def create(plugin, name, run):
     proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
     if name == PROC_SWAP:
         _swap_arguments(proc)
+        _option_arguments(proc, "sCBN layer")
     elif name == PROC_BLEND:
         _blend_arguments(proc)
+        _option_arguments(proc, "blend site")
     _edit_arguments(proc, poisson=name != PROC_PROJECT)
     return proc

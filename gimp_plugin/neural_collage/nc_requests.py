@@ -43,14 +43,65 @@ def scope_layers(scope):
         raise UserError(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
 
 
+def _has(config, prop):
+    return config.find_property(prop) is not None
+
+
+def layer_strengths(config):
+    """The per-layer strengths typed in ``layer-strengths`` (None = all 1); a UserError (one sentence) for a text
+    that is not a list of numbers 0..1, raised before anything is read from or written to the image."""
+    if not _has(config, "layer-strengths"):
+        return None
+    try:
+        return brequests.parse_layer_strengths(config.get_property("layer-strengths"))
+    except ValueError as exc:
+        raise UserError(f"Neural Collage: {exc}. The image was left as it was.") from None
+
+
+def edit_options(config):
+    """{mode, scale} of an edit (issue 14): the engine's defaults where the procedure has no such argument."""
+    out = {}
+    if _has(config, "mode"):
+        out["mode"] = config.get_property("mode") or None
+    if _has(config, "scale"):
+        out["scale"] = float(config.get_property("scale"))
+    return out
+
+
+def variation_strengths(config):
+    """The strengths of the variations to insert: ``[strength]`` for one result, else the strength strip."""
+    strength = float(config.get_property("strength"))
+    n = int(config.get_property("variations")) if _has(config, "variations") else 1
+    try:
+        return brequests.strength_strip(strength, n)
+    except ValueError as exc:
+        raise UserError(f"Neural Collage: {exc}.") from None
+
+
+def with_strength(request, strength):
+    """A copy of an edit request whose swap (and its labels) or blend goes ``strength`` far."""
+    import copy
+
+    req = copy.copy(request)
+    if req.swap is not None:
+        req.swap = copy.copy(req.swap)
+        req.swap.strength = strength
+        req.swap.labels = [brequests.Label(lb.cls, strength, lb.mask_name, lb.mask) for lb in req.swap.labels]
+    if req.blend is not None:
+        req.blend = copy.copy(req.blend)
+        req.blend.strength = strength
+    return req
+
+
 class Job:
     """Everything one edit reads from the image before the engine is called."""
 
-    def __init__(self, image, layer, settings):
+    def __init__(self, image, layer, settings, rgb8=False):
         self.image = image
         self.layer = layer
         self.settings = settings
-        self.fmt = gimage.pixel_format(image, layer)
+        # rgb8: the live preview reads the crop as 8-bit RGB, which its preview area draws as it comes back
+        self.fmt = px.PixelFormat(False, False, "u8") if rgb8 else gimage.pixel_format(image, layer)
         self.lbox = gimage.layer_box(layer)
         self.notes = []
         self.box = None
@@ -99,7 +150,7 @@ class Job:
         steps = steps or int(self.settings.get("steps") or 0)
         return brequests.EditRequest(
             model=self.settings.get("model") or None, steps=steps if steps > 0 else None, poisson=poisson,
-            cache_key=self.cache_key(), **kw)
+            cache_key=self.cache_key(), **edit_options(config), **kw)
 
 
 def _whole_layer_if_unselected(job, note):
@@ -114,6 +165,7 @@ def _whole_layer_if_unselected(job, note):
 
 def build_swap(job, config):
     """Label swap: the target class (and one label per 'label: <class>' channel) inside the selection."""
+    strengths = layer_strengths(config)
     selected = _whole_layer_if_unselected(job, "No selection: the whole layer was used.")
     image = job.image_array()
     mask = job.mask_array(job.selection_mask(selected))
@@ -132,13 +184,15 @@ def build_swap(job, config):
             raise UserError("Choose a target class (a name or an id from the engine's class list), or add "
                             "channels named 'label: <class>'.")
         target = labels[0].cls
-    swap = brequests.SwapParams(target, strength, scope_layers(config.get_property("scope")), labels)
+    swap = brequests.SwapParams(target, strength, scope_layers(config.get_property("scope")), labels,
+                                layer_strengths=strengths)
     return job.request(config, bool(config.get_property("poisson")), image=image, mask=mask, swap=swap,
                        source_class=class_param(config.get_property("source-class")))
 
 
 def build_blend(job, config):
     """Feature blend: the reference layer's feature moved onto the selection (see the module docstring)."""
+    strengths = layer_strengths(config)
     image, layer = job.image, job.layer
     ref = config.get_property("reference")
     if ref is None:
@@ -177,7 +231,8 @@ def build_blend(job, config):
     ref_mask = gimage.feature_mask_crop(ref, box)
     mask = job.mask_array(ref_mask if region is None else gimage.read_selection(image, box))
     blend = brequests.BlendParams(float(config.get_property("strength")),
-                                  scope_layers(config.get_property("scope")), (shift[0], shift[1]))
+                                  scope_layers(config.get_property("scope")), (shift[0], shift[1]),
+                                  layer_strengths=strengths)
     job.notes.append(f"Reference feature region: {how} of '{ref.get_name()}' ({feat[2]}x{feat[3]} at "
                      f"{feat[0]},{feat[1]}); shift {shift[0]:+d},{shift[1]:+d} px.")
     return job.request(config, bool(config.get_property("poisson")), image=pixels, mask=mask, blend=blend,

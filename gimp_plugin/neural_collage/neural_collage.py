@@ -12,7 +12,8 @@ ask the engine (and, interactively, the user), build the request from the image,
   nc_image.py       the GIMP adapter: pixels, selection, channels in; the result layer (one undo group) out
   nc_requests.py    the request built from the image (bridge.requests.EditRequest)
   nc_engine.py      the engine: auto-start, the error policy (by error code), GIMP's progress bar
-  nc_dialog.py      the interactive dialog (GimpUi/Gtk are imported only there)
+  nc_dialog.py      the interactive dialog (GimpUi/Gtk are imported only there), with the live preview
+  nc_preview.py     the live preview's requests: debounced, sent from a thread, stale answers dropped
   nc_pixels.py, nc_settings.py   plain Python: boxes, masks, babl formats; the settings file
 """
 import os
@@ -101,10 +102,20 @@ def _is_interactive(run_mode):
     return run_mode == Gimp.RunMode.INTERACTIVE
 
 
-def _dialog(procedure, config, class_names=None):
+def _dialog(procedure, config, class_names=None, live=None):
     import nc_dialog  # GimpUi and Gtk: only in the interactive branch
 
-    return nc_dialog.show_dialog(procedure, config, class_names)
+    return nc_dialog.show_dialog(procedure, config, class_names, live)
+
+
+def _live_preview(engine, settings, image, layer, builder):
+    """The dialog's live preview of an edit built by ``builder(job, config)`` (crop read as 8-bit RGB)."""
+    import nc_preview
+
+    def make_request(config):
+        return builder(build.Job(image, layer, settings, rgb8=True), config)
+
+    return nc_preview.LivePreview(engine, make_request, timeout=settings["timeout"])
 
 
 def _start(drawables, image):
@@ -123,16 +134,17 @@ def _start(drawables, image):
     return settings, engine, job
 
 
-def _confirmed(procedure, run_mode, config, settings, engine, with_classes=False):
+def _confirmed(procedure, run_mode, config, settings, engine, with_classes=False, live=None):
     """Non-interactive: True. Interactive: ask the engine first (a dialog is no use when the engine is down; the
-    auto-start happens here), then show the dialog (with the engine's classes); True on OK."""
+    auto-start happens here), then show the dialog (with the engine's classes and the live preview); True on
+    OK."""
     if not _is_interactive(run_mode):
         return True
     limit = min(30.0, settings["timeout"])
     if with_classes:
-        return _dialog(procedure, config, engine.classes(settings.get("model"), timeout=limit).names())
+        return _dialog(procedure, config, engine.classes(settings.get("model"), timeout=limit).names(), live)
     engine.hello(timeout=limit)
-    return _dialog(procedure, config)
+    return _dialog(procedure, config, None, live)
 
 
 def _send(engine, request, title):
@@ -157,6 +169,32 @@ def _check_answer(out, reply, job, same_size=True):
                         f"{job.box[2]}x{job.box[3]} crop.")
 
 
+def _send_variations(engine, request, config, title):
+    """[(strength or None, reply)]: one reply, or one per strength of the variations' strength strip (each after the
+    first reuses the engine's cached projection: same cache key)."""
+    strengths = build.variation_strengths(config)
+    if len(strengths) == 1:
+        return [(None, _send(engine, request, title))]
+    n = len(strengths)
+    return [(s, _send(engine, build.with_strength(request, s), f"{title} {i + 1}/{n}"))
+            for i, s in enumerate(strengths)]
+
+
+def _insert_variations(procedure, run_mode, job, replies, name, title):
+    """N > 1 variations as N layers in one new layer group above the active layer (one undo step)."""
+    results = [(f"{name} (strength {s:.3g})", reply.image) for s, reply in replies]
+    group = gimage.insert_variations(job.image, job.layer, job.box, results, f"{name}: {len(results)} variations",
+                                     job.write_mask)
+    Gimp.displays_flush()
+    message = (f"{title}: {len(results)} variations (strengths "
+               f"{', '.join(f'{s:.3g}' for s, _r in replies)}) in the new layer group '{group.get_name()}'.")
+    if job.notes:
+        message += " " + " ".join(job.notes)
+        if _is_interactive(run_mode):
+            Gimp.message(message)
+    return success_values(procedure, message, group)
+
+
 def _insert(procedure, run_mode, job, out, name, title, write_mask):
     """Insert the answer as a new layer (one undo group) and return the procedure's values."""
     new = gimage.insert_result(job.image, job.layer, job.box, out, name, write_mask)
@@ -178,12 +216,17 @@ def _insert(procedure, run_mode, job, out, name, title, write_mask):
 def run_label_swap(procedure, run_mode, image, drawables, config, data):
     """Label swap (sCBN): the selection re-synthesised as the target class."""
     settings, engine, new_job = _start(drawables, image)
-    if not _confirmed(procedure, run_mode, config, settings, engine, with_classes=True):
+    build.layer_strengths(config)  # a bad value: one message before anything else happens
+    live = _live_preview(engine, settings, image, drawables[0], build.build_swap) if _is_interactive(run_mode) \
+        else None
+    if not _confirmed(procedure, run_mode, config, settings, engine, with_classes=True, live=live):
         return cancel_values(procedure)
     job = new_job()
     request = build.build_swap(job, config)
-    reply = _send(engine, request, "Label swap")
-    _check_answer(reply.image, reply, job)
+    replies = _send_variations(engine, request, config, "Label swap")
+    for _s, reply in replies:
+        _check_answer(reply.image, reply, job)
+    reply = replies[-1][1]
     swap = request.swap
     src = class_name(reply.source_class, class_name(request.source_class, "?"))
     tgt = swap.target
@@ -192,6 +235,8 @@ def run_label_swap(procedure, run_mode, image, drawables, config, data):
         tgt = class_name(sent, class_name(tgt))
     extra = [e for e in (class_name(lb.cls) for lb in swap.labels) if e != tgt]
     name = "Label swap: {} -> {}".format(src, ", ".join([tgt] + extra))
+    if len(replies) > 1:
+        return _insert_variations(procedure, run_mode, job, replies, name, "Label swap")
     return _insert(procedure, run_mode, job, reply.image, name, "Label swap", job.write_mask)
 
 
@@ -199,14 +244,20 @@ def run_label_swap(procedure, run_mode, image, drawables, config, data):
 def run_feature_blend(procedure, run_mode, image, drawables, config, data):
     """Feature blend: a reference layer's feature moved onto the selection."""
     settings, engine, new_job = _start(drawables, image)
-    if not _confirmed(procedure, run_mode, config, settings, engine):
+    build.layer_strengths(config)  # a bad value: one message before anything else happens
+    live = _live_preview(engine, settings, image, drawables[0], build.build_blend) if _is_interactive(run_mode) \
+        else None
+    if not _confirmed(procedure, run_mode, config, settings, engine, live=live):
         return cancel_values(procedure)
     job = new_job()
     request = build.build_blend(job, config)
-    reply = _send(engine, request, "Feature blend")
-    _check_answer(reply.image, reply, job)
+    replies = _send_variations(engine, request, config, "Feature blend")
+    for _s, reply in replies:
+        _check_answer(reply.image, reply, job)
     name = "Feature blend from {}".format(config.get_property("reference").get_name())
-    return _insert(procedure, run_mode, job, reply.image, name, "Feature blend", job.write_mask)
+    if len(replies) > 1:
+        return _insert_variations(procedure, run_mode, job, replies, name, "Feature blend")
+    return _insert(procedure, run_mode, job, replies[0][1].image, name, "Feature blend", job.write_mask)
 
 
 @reported

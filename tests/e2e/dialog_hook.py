@@ -21,7 +21,14 @@ for _ in range(200):  # let the dialog finish mapping and drawing
     Gtk.main_iteration_do(False)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STEM = os.path.join(HERE, "dialog_" + procedure_name)
+# a case may ask for another answer than NEURAL_COLLAGE_TEST_DIALOG's (the plug-in reads ``answer`` back) and tag
+# its files: gimp_cases.py writes dialog_answer.json for that case
+answer, TAG = None, ""
+if os.path.exists(os.path.join(HERE, "dialog_answer.json")):
+    with open(os.path.join(HERE, "dialog_answer.json"), encoding="utf-8") as _fh:
+        _want = json.load(_fh)
+    answer, TAG = _want.get("answer"), "_" + _want.get("tag", "")
+STEM = os.path.join(HERE, "dialog_" + procedure_name + TAG)
 win = dialog.get_window()
 alloc = dialog.get_allocation()  # a client-side-decorated window draws the dialog at an offset
 origin = (alloc.x, alloc.y)

@@ -213,8 +213,16 @@ def run_case(case):
         before = snapshot(img)
         if case.get("cancel"):  # the host kills this plug-in run once the engine works on it (GIMP's Cancel)
             print("NC_CANCEL_NEXT", flush=True)
+        answer_file = os.path.join(WORK, "dialog_answer.json")  # read by dialog_hook.py: this case's answer
+        if case.get("dialog_answer"):
+            with open(answer_file, "w", encoding="utf-8") as fh:
+                json.dump(case["dialog_answer"], fh)
         t0 = time.time()
-        status, values = call(case["proc"], img, layer, case.get("props", {}), case.get("interactive", False))
+        try:
+            status, values = call(case["proc"], img, layer, case.get("props", {}), case.get("interactive", False))
+        finally:
+            if os.path.exists(answer_file):
+                os.remove(answer_file)
         record["seconds"] = round(time.time() - t0, 3)
         record["status"] = status
         plain = (str, int, float, bool, type(None))
@@ -223,7 +231,17 @@ def run_case(case):
         record["before"], record["after"] = before, after
         old_ids = {la["id"] for la in before["layers"]}
         new = [la for la in img.get_layers() if la.get_id() not in old_ids]
-        if new:
+        record["n_new"] = len(new)
+        if new and new[0].is_group_layer():  # variations: one group holding the results
+            grp = new[0]
+            kids = grp.get_children()
+            record["group"] = {"name": grp.get_name(), "position": img.get_item_position(grp),
+                               "active_position": img.get_item_position(layer),
+                               "children": [{"name": k.get_name(), "group": k.is_group_layer(),
+                                             "digest": digest(k, img), "box": [*k.get_offsets()[1:],
+                                                                                k.get_width(), k.get_height()]}
+                                            for k in kids]}
+        elif new:
             nl = new[0]
             _ok, nx, ny = nl.get_offsets()
             box = [nx, ny, nl.get_width(), nl.get_height()]

@@ -33,6 +33,7 @@ FEATHER = 10
 SWAP = "python-fu-neural-collage-label-swap"
 TRANSPLANT = "python-fu-neural-collage-feature-transplant"
 PROJECT = "python-fu-neural-collage-project"
+ZERO_LAYERS = "0,0,0"  # one 0 per sCBN layer of the default model (3); the stand-in engine takes any count
 CANCEL_STEPS = 3000  # the cancel case's request: long enough to be killed while the engine works on it
 
 
@@ -40,6 +41,9 @@ def build_cases(target: str, label: str, interactive: bool, work_inside: str, ad
     swap = {"target-class": target, "strength": 1.0, "scope": "all"}
     dialogs = [
         {"name": "interactive_swap", "setup": "basic", "proc": SWAP, "props": swap, "interactive": True},
+        # the live preview draws at least once, then Cancel: the image must stay byte-identical
+        {"name": "interactive_swap_cancel", "setup": "basic", "proc": SWAP, "interactive": True,
+         "dialog_answer": {"answer": "cancel", "tag": "cancel"}, "props": dict(swap, strength=0.7)},
         {"name": "interactive_transplant", "setup": "transplant", "proc": TRANSPLANT, "interactive": True,
          "props": {"reference": "reference", "strength": 1.0, "scope": "all"}},
     ] if interactive else []
@@ -56,6 +60,16 @@ def build_cases(target: str, label: str, interactive: bool, work_inside: str, ad
     ]
     return dialogs + [
         {"name": "swap_u8", "setup": "basic", "proc": SWAP, "props": swap, "save_before": True},
+        # issue 14: the engine's options as procedure arguments, and variations
+        {"name": "opt_scale1", "setup": "basic", "proc": SWAP, "props": dict(swap, mode="fast", scale=1.0)},
+        {"name": "opt_scale2", "setup": "basic", "proc": SWAP, "props": dict(swap, mode="fast", scale=2.0)},
+        {"name": "opt_layers_zero", "setup": "basic", "proc": SWAP,
+         "props": dict(swap, mode="fast", **{"layer-strengths": ZERO_LAYERS})},
+        {"name": "opt_strength_zero", "setup": "basic", "proc": SWAP, "props": dict(swap, mode="fast", strength=0.0)},
+        {"name": "err_layer_strengths", "setup": "basic", "proc": SWAP,
+         "props": dict(swap, **{"layer-strengths": "1, lots, 0"})},
+        {"name": "variations", "setup": "basic", "proc": SWAP,
+         "props": dict(swap, mode="fast", variations=3, **{"variation-kind": "strength"})},
         {"name": "swap_labels", "setup": "labels", "proc": SWAP, "props": dict(swap, scope="local")},
         {"name": "swap_u16", "setup": "basic", "setup_args": {"precision": "u16"}, "proc": SWAP,
          "props": dict(swap, strength=0.8, scope="global")},
@@ -512,6 +526,91 @@ def test_settings_procedure_writes_json(run):
     assert data["address"] == "tcp://127.0.0.1:1" and data["timeout"] == 12.5 and data["auto_start"] is False
 
 
+# ---------------------------------------------------------------------------------------------------------
+# issue 14: mode / scale / layer strengths as arguments, variations, the live preview
+# ---------------------------------------------------------------------------------------------------------
+
+def _logged_swaps(run):
+    """The swap params the stand-in engine logged (the real engine keeps no request log)."""
+    return [q["params"].get("swap") or {} for q in edit_requests(run)]
+
+
+def test_mode_scale_and_layer_strengths_reach_the_engine(run):
+    """Non-interactive calls set mode, texture scale and per-layer strengths: scale 2 gives another result than
+    scale 1; per-layer strengths all 0 give the unedited result (= strength 0, up to float rounding) and not the
+    full swap."""
+    r1, r2 = rec(run, "opt_scale1"), rec(run, "opt_scale2")
+    rz, r0 = rec(run, "opt_layers_zero"), rec(run, "opt_strength_zero")
+    n1, _o, _s = check_edit(run, r1)
+    for r in (r2, rz, r0):
+        assert r["status"] == "success", r.get("values")
+        assert_one_layer_added(r)
+    n2, nz, n0 = pixels(run, r2)[0], pixels(run, rz)[0], pixels(run, r0)[0]
+    if run["engine"].kind == "real":
+        assert np.abs(n2 - n1).mean() > 1.0, "texture scale 2 gave the same pixels as scale 1"
+        # the same result up to float rounding (two different code paths in the engine: at most 1 level)
+        assert np.abs(nz - n0).max() <= 1 and np.abs(nz - n0).mean() < 0.01, \
+            "layer strengths 0,0,0 differ from the unedited (strength 0) result"
+        assert np.abs(nz - n1).mean() > 1.0, "layer strengths 0,0,0 gave the full swap"
+    else:
+        params = [q["params"] for q in edit_requests(run)]
+        assert any(p.get("scale") == 2.0 and p.get("mode") == "fast" for p in params), params
+        assert any(s.get("layer_strengths") == [0.0, 0.0, 0.0] for s in _logged_swaps(run))
+
+
+def test_bad_layer_strengths_is_one_clear_error_and_image_untouched(run):
+    r = rec(run, "err_layer_strengths")
+    assert r["status"] == "execution-error", r
+    msg = r["values"][0] if r["values"] else ""
+    assert "layer strengths must be" in msg and '"lots"' in msg and "left as it was" in msg, msg
+    assert "\n" not in msg
+    assert_untouched(r)
+    assert r["n_new"] == 0
+
+
+def test_variations_are_one_group_of_n_layers(run):
+    """variations=3: one new layer group right above the active layer holding 3 result layers (strengths 1/3,
+    2/3, 1: three different results, each the size and place of a single edit); the existing layers are
+    byte-identical. The group and its layers are inserted inside one undo group (nc_image.insert_variations;
+    GIMP 3's PDB cannot count undo steps, tests/test_plugin_static.py checks that every insertion runs inside
+    that one group)."""
+    r = rec(run, "variations")
+    assert r["status"] == "success", r.get("values")
+    assert r["n_new"] == 1 and "group" in r, r
+    g = r["group"]
+    assert g["position"] == g["active_position"] - 1
+    kids = g["children"]
+    assert len(kids) == 3 and not any(k["group"] for k in kids), kids
+    names = [k["name"] for k in kids]  # top first: the last variation (the full strength) is on top
+    assert names[0].endswith("(strength 1)") and names[2].endswith("(strength 0.333)"), names
+    assert len({k["digest"] for k in kids}) == 3, "the variations are not different"
+    box = expected_box(r)
+    assert all(k["box"] == box for k in kids), (kids, box)
+    before = {la["id"]: la for la in r["before"]["layers"]}
+    after = {la["id"]: la for la in r["after"]["layers"]}
+    assert len(after) == len(before) + 1 and all(after[i] == la for i, la in before.items())
+    assert "3 variations" in r["values"][-1]
+
+
+def test_cancel_after_the_live_preview_leaves_the_image_untouched(run):
+    """The Label Swap dialog under Xvfb with its live preview on: the test hook waits until the preview has been
+    drawn (from the engine, at preview size), then presses Cancel: CANCEL status, the image byte-identical, no
+    layer added (the preview never writes into the image, so there is no undo step to add either)."""
+    _needs_dialogs(run)
+    r = rec(run, "interactive_swap_cancel")
+    err = run["stderr"]
+    assert f"NC_DIALOG {SWAP} shown, answering cancel after" in err, err[-3000:]
+    import re
+
+    n = re.search(f"NC_DIALOG {SWAP} shown, answering cancel after (\\d+) preview", err)
+    assert n and int(n.group(1)) >= 1, "Cancel came before the preview was drawn"
+    sizes = [(int(w), int(h)) for w, h in re.findall(r"NC_PREVIEW drawn \d+ (\d+)x(\d+)", err)]
+    assert sizes and all(max(s) <= 256 for s in sizes), sizes
+    assert r["status"] == "cancel", r
+    assert_untouched(r)
+    assert r["n_new"] == 0
+
+
 def test_runtime_budget(run):
     budget = float(os.environ.get("NC_E2E_BUDGET", "180" if run["engine"].kind == "fake" else "1200"))
     assert run["seconds"] < budget, f"the e2e session took {run['seconds']:.0f} s"
@@ -559,11 +658,13 @@ def test_interactive_settings_dialog(run):
 # ---------------------------------------------------------------------------------------------------------
 
 SETTINGS = "python-fu-neural-collage-settings"
+OPTION_WIDGETS = ["Mode", "Texture scale", "Layer strengths", "Variations", "Variation kind", "Live preview",
+                  "Preview"]
 DIALOG_WIDGETS = {
     SWAP: ("label_swap", ["Target class", "Strength", "Scope", "Source class", "Poisson blending",
-                          "Projection steps"]),
+                          "Projection steps"] + OPTION_WIDGETS),
     TRANSPLANT: ("feature_transplant", ["Reference layer", "Strength", "Scope", "Poisson blending",
-                                        "Projection steps"]),
+                                        "Projection steps"] + OPTION_WIDGETS),
     SETTINGS: ("settings", ["Engine address", "Start the engine automatically when it does not answer",
                             "Engine command", "Model", "Timeout (s)", "Engine public key (encryption)",
                             "Your secret key file (encryption)"]),
@@ -592,6 +693,29 @@ def drawn(shot, box):
     x, y, w, h = box
     crop = shot[max(y, 0):y + h, max(x, 0):x + w].astype(np.int32).sum(axis=2) / 3.0
     return crop.size > 0 and crop.max() - crop.min() > 60 and (np.abs(crop - np.median(crop)) > 40).sum() >= 8
+
+
+def check_preview_area(dump, shot, proc):
+    """The dialog's GimpPreviewArea is shown, at least 128 px, and shows a picture (not the flat grey it starts
+    with); its status line gives the preview's size and time."""
+    areas = [x for x in dump["widgets"] if x["type"] == "GimpPreviewArea" and x["visible"] and x["mapped"]]
+    # (GIMP 3.2's layer chooser of Feature Blend has a small preview area of its own: the thumbnail)
+    big = [x for x in areas if x["box"][2] >= 128 and x["box"][3] >= 128]
+    assert len(big) == 1, f"{proc}: {len(big)} preview areas of at least 128 px ({areas})"
+    x, y, w, h = big[0]["box"]
+    crop = shot[y:y + h, x:x + w].astype(np.int32)
+    assert crop.std() > 10 and len(np.unique(crop.reshape(-1, 3), axis=0)) > 200, f"{proc}: the preview is blank"
+    status = [x["text"] for x in dump["widgets"] if x["text"].startswith("Preview ")]
+    assert status and " px, " in status[0], status
+
+
+def test_cancelled_dialog_showed_the_preview(run):
+    _needs_dialogs(run)
+    rec(run, "interactive_swap_cancel")
+    dump = json.loads((run["work"] / f"dialog_{SWAP}_cancel.json").read_text())
+    from PIL import Image
+
+    check_preview_area(dump, np.asarray(Image.open(run["work"] / f"dialog_{SWAP}_cancel.png").convert("RGB")), SWAP)
 
 
 @pytest.mark.parametrize("proc", [SWAP, TRANSPLANT, SETTINGS])
@@ -625,6 +749,8 @@ def test_dialog_screenshot_shows_expected_widgets(run, proc):
         assert scope, f"{proc}: the scope choice shows none of its labels ({sorted(types)})"
         assert drawn(shot, scope[0]["box"]), scope[0]
         print(f"\n{run['gimp'].target.id} {proc}: scope is a {scope[0]['type']}")
+    if proc != SETTINGS:  # the live preview: GIMP's preview area, drawn (the hook waited for the first preview)
+        check_preview_area(dump, shot, proc)
     if os.environ.get("NC_E2E_SAVE_DOCS") == "1":
         docs = harness.REPO / "docs" / "gimp"
         docs.mkdir(parents=True, exist_ok=True)
