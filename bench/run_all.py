@@ -1,6 +1,7 @@
 """Run every benchmark and print one table of ratios; write it as Markdown to bench/RESULTS.md.
 
-    python bench/run_all.py            # everything (about 15-20 minutes on 2 cores)
+    python bench/run_all.py            # everything (2-3 hours on 2 shared cores, nearly all bench.photo_edit:
+                                       # 1280 px swaps + blends at 256-1024 px, the 4096 px photo, the anchor)
     python bench/run_all.py --quick    # a fast smoke run (small sizes, few repeats; writes no RESULTS.md)
     python bench/run_all.py --only collage projection
 
