@@ -1,12 +1,14 @@
 """Run every benchmark and print one table of ratios; write it as Markdown to bench/RESULTS.md.
 
-    python bench/run_all.py            # everything (about 15-20 minutes on 2 cores)
+    python bench/run_all.py            # everything (2-3 hours on 2 shared cores, nearly all bench.photo_edit:
+                                       # 1280 px swaps + blends at 256-1024 px, the 4096 px photo, the anchor)
     python bench/run_all.py --quick    # a fast smoke run (small sizes, few repeats; writes no RESULTS.md)
     python bench/run_all.py --only collage projection
 
 Benchmarks: bench.collage (sCBN and feature-blend cost), bench.projection (encoder / zeta-space projection
 speed-up), bench.poisson (Poisson blending vs OpenCV), bench.bridge (GIMP <-> engine image transfer),
-bench.photo_edit (edits at the photo's own resolution: time, stage shares, sharpness), bench.preview_latency
+bench.photo_edit (edits at the photo's own resolution: time, stage shares, sharpness, the Resynthesizer anchor in
+GIMP 3.2 where bench/make_resynth_root.sh's root exists; the longest part on 2 cores), bench.preview_latency
 (the dialog's live preview: a change -> preview pixels, through the bridge, cached projection).  A benchmark whose data
 is missing and cannot be built here is listed as skipped, with the reason.  Each runs
 in its own try block: a failing one prints its error and the others still run.  All ratios in the table are
@@ -168,7 +170,10 @@ def bench_photo_edit(quick: bool, threads: int | None):
                 table.append(("photo_edit", "Resynthesizer in GIMP 3.2", "anchor", "-", "-", "-",
                               f"skipped: {r['anchor']}"))
             continue
-        case = f"{r['photo_size']} px photo, {r['selection']} px sel., {r['photo']} -> {r['target']}"
+        op = r.get("op", "swap")
+        what = (f"{r['photo']} -> {r['target']}" if op == "swap"
+                else f"{r['photo']} <- {r['reference']} ({r['target']}) blend")
+        case = f"{r['photo_size']} px photo, {r['selection']} px sel., {what}"
         st = r["stages"]
         tot = max(sum(st.values()), 1e-9)
         share = ", ".join(f"{k} {100 * v / tot:.0f}%" for k, v in st.items())
@@ -183,10 +188,29 @@ def bench_photo_edit(quick: bool, threads: int | None):
         table.append(("photo_edit", case, f"{r['mode']}: sharpness edit / photo", f"{r['sharpness']:.2f}",
                       f">= {photo_edit.SHARPNESS_GOAL:g}", _met(r["sharpness"] >= photo_edit.SHARPNESS_GOAL),
                       "variance of the Laplacian of luminance inside the edit / inside the photo's region"))
+    for c in photo_edit.anchor_checks(rows):
+        k, a = c["case"], c["anchor"]
+        case = (f"{k['photo_size']} px photo, {k['selection']} px sel., {k['photo']} <- {c['reference']} "
+                f"({k['target']}) blend vs Resynthesizer")
+        if c["time_ratio"] is None:
+            table.append(("photo_edit", case, "anchor", "-", "-", "-",
+                          f"Resynthesizer failed: {a.get('message')}" if not a.get("ok") else "no calibrated row"))
+            continue
+        cal = c["calibrated"]
+        cpu = "-" if c["cpu_ratio"] is None else f"{c['cpu_ratio']:.2f}"
+        table.append(("photo_edit", case, "calibrated seconds / Resynthesizer's", f"{c['time_ratio']:.2f}", "<= 1",
+                      _met(c["faster"]), f"{cal['seconds']:.1f} s vs {a['seconds']:.1f} s in GIMP {a['gimp']}; "
+                      f"CPU seconds {cal['cpu_seconds']:.1f} vs "
+                      f"{'-' if a.get('cpu_seconds') is None else '%.1f' % a['cpu_seconds']} (ratio {cpu})"))
+        table.append(("photo_edit", case, "calibrated sharpness / Resynthesizer's", f"{c['sharpness_share']:.2f}",
+                      f">= {photo_edit.ANCHOR_SHARPNESS_SHARE:g}", _met(c["sharp_enough"]),
+                      f"{cal['sharpness']:.2f} vs {a['sharpness']:.2f} (edit / photo region); Resynthesizer's "
+                      f"outside the selection {'byte-identical' if a['outside_identical'] else 'CHANGED'}"))
     for s in photo_edit.summary(rows):
         table.append(("photo_edit", f"{s['photo_size']} px photo, {s['from']} -> {s['to']} px sel.",
                       f"{s['mode']}: time per selected pixel / at {s['from']} px", f"{s['ratio']:.2f}", "<= 1",
-                      _met(s["ratio"] <= 1), f"{s['seconds'][0]:.1f} s -> {s['seconds'][1]:.1f} s"
+                      _met(s["ratio"] <= 1), f"{s['seconds'][0]:.1f} s -> {s['seconds'][1]:.1f} s; by CPU seconds "
+                      f"{s['cpu_ratio']:.2f} ({s['cpu_seconds'][0]:.1f} -> {s['cpu_seconds'][1]:.1f})"
                       + ("; the largest crop was resampled (above the CPU's 2048 px)" if s["resampled"] else "")))
     return rows, table, photo_edit.format_rows(rows)
 
@@ -298,10 +322,12 @@ def markdown(info: dict, rows: list[tuple], errors: dict, quick: bool, seconds: 
         "sizes (0.075 on z, 0.015 on zeta) and, when the model carries its own (engine/train/tune_projection.py), "
         "with those too; each setting has its own reference.",
         "- poisson and bridge: see bench/poisson.py and bench/bridge.py.",
-        "- photo_edit: label swaps of elliptical selections on real texture photos mirrored to 1280 and 4096 px, "
-        "through PhotoEditor.edit in fast and calibrated mode on all cores (bench/photo_edit.py); timing goals "
-        "are stated at 512 px; stage shares are of the engine's time (crop, projection, render, compose = "
-        "Poisson); I/O to GIMP is the bridge rows'.",
+        "- photo_edit: label swaps and feature blends of elliptical selections on real texture photos mirrored to "
+        "1280 and 4096 px, through PhotoEditor.edit in fast and calibrated mode on all cores (bench/photo_edit.py); "
+        "timing goals are stated at 512 px; stage shares are of the engine's time (crop, projection, render, "
+        "compose = Poisson); I/O to GIMP is the bridge rows'.  The anchor: each feature blend's case through "
+        "Resynthesizer in GIMP 3.2.6 (bench/resynth.py, root from bench/make_resynth_root.sh), measured in "
+        "the same run.",
         "",
     ]
     return "\n".join(lines)

@@ -155,15 +155,36 @@ def test_photo_edit_bench_rows(tiny_bundle, tmp_path):
     from bench import photo_edit
 
     rows = photo_edit.run(quick=True, bundle=tiny_bundle, sizes=(48, 96), big=False, photo_size=160,
-                          save_png=str(tmp_path))
+                          save_png=str(tmp_path), anchor=False)
     cases = [r for r in rows if "mode" in r]
-    assert len(cases) == 2 * 2 * 2  # 2 selections x 2 targets x fast/calibrated
+    assert len(cases) == 2 * 2 * 2 * 2  # 2 selections x 2 targets x swap/blend x fast/calibrated
     for r in cases:
         assert finite(r["seconds"], r["sharpness"]) and r["outside_identical"] and not r["resampled"]
         assert set(r["stages"]) == {"crop", "projection", "render", "compose"}
-    assert {r["mode"] for r in cases} == {"fast", "calibrated"}
-    assert any("anchor" in r for r in rows)
-    assert "sharp" in photo_edit.format_rows(rows) and len(list(tmp_path.glob("*.png"))) == 4
+    assert {r["mode"] for r in cases} == {"fast", "calibrated"} and {r["op"] for r in cases} == {"swap", "blend"}
+    blends = [r for r in cases if r["op"] == "blend"]
+    assert all(r["reference"] and finite(r["sharpness_ref"]) for r in blends)
+    assert {(r["source"], r["target"]) for r in blends} == {("grass", "gravel"), ("gravel", "rock")}
+    assert rows[-1] == {"bench": "photo_edit", "anchor": "not run (anchor=False)"}
+    assert "sharp" in photo_edit.format_rows(rows) and len(list(tmp_path.glob("*.png"))) == 8
+
+
+def test_photo_edit_bench_big_photo_and_linearity(tiny_bundle):
+    """The 4096 px part's path (label swaps of the first photo at growing selections on a larger photo) and the
+    time-per-pixel summary, at toy sizes (a 256 px "big" photo)."""
+    from bench import photo_edit
+
+    rows = photo_edit.run(quick=True, bundle=tiny_bundle, sizes=(48,), big=True, photo_size=160,
+                          ops=("swap",), anchor=False, big_sizes=(64, 128), big_photo=256)
+    big = [r for r in rows if r.get("photo_size") == 256]
+    assert [(r["selection"], r["mode"]) for r in big] == [(64, "fast"), (64, "calibrated"), (128, "fast"),
+                                                          (128, "calibrated")]
+    assert all(r["outside_identical"] for r in big) and all(r["photo"] == big[0]["photo"] for r in big)
+    summ = photo_edit.summary(rows)
+    assert [(s["mode"], s["photo_size"], s["from"], s["to"]) for s in summ] == [("fast", 256, 64, 128),
+                                                                                  ("calibrated", 256, 64, 128)]
+    assert all(finite(s["ratio"], s["cpu_ratio"]) for s in summ)
+    assert "time per selected pixel" in photo_edit.format_rows(rows)
 
 
 def test_run_all_skips_projection_without_textures(monkeypatch, tmp_path):
@@ -186,12 +207,17 @@ def test_run_all_photo_edit_rows(tiny_bundle, monkeypatch):
 
     real = photo_edit.run
     monkeypatch.setattr(photo_edit, "run", lambda quick: real(quick=True, bundle=tiny_bundle, sizes=(48, 96),
-                                                              big=False, photo_size=160))
+                                                              big=False, photo_size=160, ops=("swap",),
+                                                              anchor=False))
     raw, table, detail = ra.bench_photo_edit(True, 1)
-    assert len(table) == 2 * 8 + 1  # time and sharpness per case, the anchor's row
+    assert len(table) == 2 * 8 + 2 + 1  # time and sharpness per case, time per pixel 48 -> 96 px (fast,
+    # calibrated), the anchor's row
     assert all(len(r) == len(ra.COLUMNS) for r in table)
     assert any(r[2].startswith("fast: seconds") for r in table) and any("sharpness" in r[2] for r in table)
-    assert table[-1][2] == "anchor" and table[-1][-1].startswith("skipped: ")
+    (anchor,) = [r for r in table if r[2] == "anchor"]
+    assert anchor[-1] == "skipped: not run (anchor=False)"
+    assert [r[2] for r in table[-2:]] == ["fast: time per selected pixel / at 48 px",
+                                          "calibrated: time per selected pixel / at 48 px"]
     assert "Resynthesizer" in detail
 
 
@@ -208,3 +234,26 @@ def test_preview_latency_quick(tiny_bundle):
     _raw, table, _detail = ra.bench_preview_latency(True, 1, bundle=tiny_bundle)
     assert len(table) == 1 and all(len(r) == len(ra.COLUMNS) for r in table)
     assert table[0][0] == "preview_latency" and "256 px selection" in table[0][1]
+
+
+def test_run_all_photo_edit_anchor_rows(monkeypatch):
+    """The anchor's comparison rows in run_all's table (synthetic rows: no engine, no GIMP)."""
+    import bench.run_all as ra
+    from bench import photo_edit
+
+    base = {"bench": "photo_edit", "photo": "p", "photo_size": 1280, "selection": 512, "target": "gravel",
+            "reference": "r", "source": "grass", "outside_identical": True}
+    ours = {**base, "op": "blend", "stages": {"crop": 0.1, "projection": 5.0, "render": 1.0, "compose": 0.2},
+            "crop": 640, "render": 640, "resampled": False}
+    rows = [{**ours, "mode": "fast", "seconds": 2.0, "cpu_seconds": 1.9, "sharpness": 0.2},
+            {**ours, "mode": "calibrated", "seconds": 6.0, "cpu_seconds": 5.5, "sharpness": 0.4},
+            {**base, "anchor": None, "tool": "resynthesizer", "gimp": "3.2.6", "op": "blend", "ok": True,
+             "message": "", "seconds": 4.0, "cpu_seconds": 3.0, "sharpness": 0.5}]
+    monkeypatch.setattr(photo_edit, "run", lambda quick: rows)
+    _raw, table, detail = ra.bench_photo_edit(True, 1)
+    anchor = [r for r in table if "Resynthesizer" in r[1]]
+    assert [(r[2], r[3], r[4], r[5]) for r in anchor] == [
+        ("calibrated seconds / Resynthesizer's", "1.50", "<= 1", "NO"),
+        ("calibrated sharpness / Resynthesizer's", "0.80", ">= 0.5", "yes")]
+    assert "3.2.6" in anchor[0][-1] and "blend" in anchor[0][1]
+    assert "Resynthesizer anchor" in detail
