@@ -223,7 +223,7 @@ def test_calibration_in_a_window_keeps_the_start_outside(bundle, photo):
     assert len(keys) == 1 and keys[0].endswith(")")  # the calibrated box is part of the key
     small = ellipse_mask(300, 300, 150, 150, 60, 50)  # a 180 px crop: calibrated whole
     ed.edit(photo[:300, :300], small, swap=SwapSpec(2), source_class=1, steps=1, cache_key="s")
-    assert [k for k in ed.cache._d if k.startswith("s|")] == ["s|calibrated|1|184"]  # noqa: SLF001
+    assert [k for k in ed.cache._d if k.startswith("s|")] == ["s|calibrated|1|192"]  # noqa: SLF001
 
 
 def test_tiled_calibration_and_render_in_the_pipeline(bundle, photo):
