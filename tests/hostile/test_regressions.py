@@ -219,10 +219,12 @@ def test_png_decompression_bomb_is_refused_with_one_line(tmp_path, cli):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_bomb_header(30000, 30000, color=2, rows=2))
     out = tmp_path / "o.png"
-    script = ("import resource, sys\n"
+    # VmHWM (this process's own peak, reset by exec), not ru_maxrss: Linux keeps ru_maxrss across fork + exec,
+    # so a child of a large pytest process would report the parent's size
+    script = ("import sys\n"
               "from engine.cli.parser import main\n"
               "code = main(['project', '--input', sys.argv[1], '--steps', '1', '-q', '-o', sys.argv[2]])\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+              "print([int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')][0])\n"
               "sys.exit(code)\n")
     proc = subprocess.run([sys.executable, "-c", script, str(bomb), str(out)], cwd=ROOT, env=child_env(),
                           capture_output=True, text=True, timeout=300, preexec_fn=_limit_memory)
