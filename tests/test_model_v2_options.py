@@ -93,3 +93,19 @@ def test_comparison_table_puts_models_side_by_side():
     assert "| border ring / inner luminance, 256 px samples | 0.97-1.03 | 0.855 | 1.000 |" in text
     assert "| classes with peakiness <= 2x their real crops | all | 0/2 | 1/2 |" in text
     assert "| grass | 90.0% | 80.0% | 90.0% | 0.5000 | 0.5000 | 0.0100 | 1000 | 50 | 20 |" in text
+
+
+def test_model_card_has_one_table_per_judge():
+    from engine.train.model_card import side_by_side
+
+    def m(rec):
+        return {"generated_accuracy": {"mean": rec, "per_class": {"grass": rec}},
+                "label_swap": {"success": 0.5, "mean_abs_change_outside": 0.01},
+                "v2": {"border_ratio_mean": 1.0}}
+
+    text = side_by_side({"note": "both", "comparisons": [
+        {"title": "judge A", "note": "a", "models": {"v1": m(0.8), "v2": m(0.6)}},
+        {"title": "judge B", "note": "b", "models": {"v1": m(0.5), "v2": m(0.55)}}]})
+    assert text.index("### judge A") < text.index("80.0%") < text.index("### judge B") < text.index("55.0%")
+    old = side_by_side({"note": "one", "models": {"v1": m(0.8)}})  # the one-judge form still works
+    assert "### " not in old and "80.0%" in old

@@ -138,9 +138,16 @@ def main() -> None:
 
 
 def side_by_side(cmp: dict) -> str:
-    """The card's section comparing models measured with one judge on one held-out set (comparison.json:
-    {"note": text, "models": {name: metrics.json dict}})."""
-    return ("\n## v1 and v2 side by side\n" + cmp.get("note", "") + "\n\n" + comparison(cmp["models"]))
+    """The card's section comparing models, one table per judge (comparison.json: {"note": text, "models":
+    {name: metrics.json dict}} for one judge, or {"note": text, "comparisons": [{"title", "note", "models"}, ...]}
+    for several; within a table every model was measured with the same judge on the same held-out set)."""
+    parts = cmp.get("comparisons")
+    if parts is None:
+        return "\n## v1 and v2 side by side\n" + cmp.get("note", "") + "\n\n" + comparison(cmp["models"])
+    text = "\n## v1 and v2 side by side\n" + cmp.get("note", "") + "\n"
+    for part in parts:
+        text += f"\n### {part['title']}\n" + part.get("note", "") + "\n\n" + comparison(part["models"])
+    return text
 
 
 # -- v1 vs v2 ----------------------------------------------------------------------------------------------------
