@@ -1,6 +1,6 @@
 """Tiles over a grid-aligned image: where each tile starts and the context box it is computed in.
 
-Used by tiled rendering (engine/edit/render.py) and tiled calibration (engine/project/projector.py); pure
+Used by tiled and windowed rendering (engine/edit/render.py) and calibration (engine/project/projector.py); pure
 geometry, no torch.
 """
 from __future__ import annotations
@@ -28,6 +28,21 @@ def tile_starts(n: int, tile: int) -> list[int]:
 Box = tuple[int, int, int, int]
 
 
+def grow_box(box: Box, margin: int, h: int, w: int) -> Box:
+    """The box (y0, y1, x0, x1) grown by ``margin`` on every side and clipped to an h x w image."""
+    y0, y1, x0, x1 = box
+    return max(0, y0 - margin), min(h, y1 + margin), max(0, x0 - margin), min(w, x1 + margin)
+
+
+def check_window(window, h: int, w: int, grid: int, what: str) -> Box:
+    """``window`` as a box of ints; ValueError (naming ``what``) unless it is a non-empty box on the grid inside
+    the h x w image."""
+    y0, y1, x0, x1 = (int(v) for v in window)
+    if min(y0, x0) < 0 or y1 > h or x1 > w or y0 >= y1 or x0 >= x1 or any(v % grid for v in (y0, y1, x0, x1)):
+        raise ValueError(f"{what} window {tuple(window)} is not a box on the {grid} px grid inside {h}x{w}")
+    return y0, y1, x0, x1
+
+
 def tile_boxes(h: int, w: int, tile: int, margin: int, grid: int = 1) -> list[tuple[Box, Box]]:
     """For an h x w image: ((y0, y1, x0, x1) kept, (Y0, Y1, X0, X1) computed) per tile, the computed box being the
     kept one grown by ``margin`` on every side and clipped to the image.  With ``tile`` and ``margin``
@@ -38,6 +53,5 @@ def tile_boxes(h: int, w: int, tile: int, margin: int, grid: int = 1) -> list[tu
     for y in tile_starts(h, th):
         for x in tile_starts(w, tw):
             y1, x1 = min(y + th, h), min(x + tw, w)
-            out.append(((y, y1, x, x1), (max(0, y - margin), min(h, y1 + margin), max(0, x - margin),
-                                         min(w, x1 + margin))))
+            out.append(((y, y1, x, x1), grow_box((y, y1, x, x1), margin, h, w)))
     return out

@@ -31,7 +31,7 @@ from engine.blend.feature import Reference, feature_blend
 from engine.collage.label import image_size, label_swap
 from engine.generator import CollageGenerator
 from engine.sites.scbn import Region
-from engine.tiles import tile_boxes
+from engine.tiles import check_window, grow_box, tile_boxes
 
 DEFAULT_OVERLAP = 32  # px of context per tile side: the default model's receptive field is ~15 px past a tile
 
@@ -119,10 +119,8 @@ def render(G: CollageGenerator, z: torch.Tensor, op: EditOp, tile: int | None = 
     g = grid_of(G)
     margin = -(-(overlap + op.max_shift()) // g) * g
     if window is not None and tuple(window) != (0, H, 0, W):
-        y0, y1, x0, x1 = (int(v) for v in window)
-        if min(y0, y1, x0, x1) < 0 or y1 > H or x1 > W or y0 >= y1 or x0 >= x1 or any(v % g for v in window):
-            raise ValueError(f"render window {window} is not a box on the {g} px grid inside {H}x{W}")
-        Y0, Y1, X0, X1 = max(0, y0 - margin), min(H, y1 + margin), max(0, x0 - margin), min(W, x1 + margin)
+        y0, y1, x0, x1 = check_window(window, H, W, g, "render")
+        Y0, Y1, X0, X1 = grow_box((y0, y1, x0, x1), margin, H, W)
         part = render(G, z[..., Y0 // g:Y1 // g, X0 // g:X1 // g], op.crop(Y0, Y1, X0, X1, g), tile, overlap,
                       progress)
         out = torch.zeros(z.shape[0], 3, H, W, device=z.device, dtype=part.dtype)

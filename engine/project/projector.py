@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from engine.tiles import tile_boxes
+from engine.tiles import check_window, grow_box, tile_boxes
 from engine.generator import CollageContext, ModelBundle
 from engine.sites.scbn import ClassMap
 
@@ -282,11 +282,8 @@ class Projector:
 
     def _calibrate_window(self, x, class_id, steps, start, tile, overlap, grid, progress, window):
         H, W = x.shape[-2:]
-        y0, y1, x0, x1 = (int(v) for v in window)
-        if min(y0, x0) < 0 or y1 > H or x1 > W or y0 >= y1 or x0 >= x1 or any(v % grid for v in window):
-            raise ValueError(f"calibration window {window} is not a box on the {grid} px grid inside {H}x{W}")
-        m = -(-overlap // grid) * grid
-        Y0, Y1, X0, X1 = max(0, y0 - m), min(H, y1 + m), max(0, x0 - m), min(W, x1 + m)
+        y0, y1, x0, x1 = check_window(window, H, W, grid, "calibration")
+        Y0, Y1, X0, X1 = grow_box((y0, y1, x0, x1), -(-overlap // grid) * grid, H, W)
 
         def cells(t, a0, a1, b0, b1):
             return None if t is None else t[..., a0 // grid:a1 // grid, b0 // grid:b1 // grid]
