@@ -186,26 +186,26 @@ def _insert_variations(procedure, run_mode, job, replies, name, title):
     group = gimage.insert_variations(job.image, job.layer, job.box, results, f"{name}: {len(results)} variations",
                                      job.write_mask)
     Gimp.displays_flush()
-    message = (f"{title}: {len(results)} variations (strengths "
-               f"{', '.join(f'{s:.3g}' for s, _r in replies)}) in the new layer group '{group.get_name()}'.")
-    if job.notes:
-        message += " " + " ".join(job.notes)
-        if _is_interactive(run_mode):
-            Gimp.message(message)
-    return success_values(procedure, message, group)
+    return _inserted(procedure, run_mode, job, group,
+                     f"{title}: {len(results)} variations (strengths "
+                     f"{', '.join(f'{s:.3g}' for s, _r in replies)}) in the new layer group '{group.get_name()}'.")
 
 
 def _insert(procedure, run_mode, job, out, name, title, write_mask):
     """Insert the answer as a new layer (one undo group) and return the procedure's values."""
     new = gimage.insert_result(job.image, job.layer, job.box, out, name, write_mask)
     Gimp.displays_flush()
-    message = (f"{title}: new layer '{name}' ({int(out.shape[1])}x{int(out.shape[0])} at "
-               f"{job.box[0]},{job.box[1]}).")
+    return _inserted(procedure, run_mode, job, new, f"{title}: new layer '{name}' ({int(out.shape[1])}x"
+                     f"{int(out.shape[0])} at {job.box[0]},{job.box[1]}).")
+
+
+def _inserted(procedure, run_mode, job, layer, message):
+    """The procedure's values after an insertion: ``message`` plus the job's notes (shown when interactive)."""
     if job.notes:
         message += " " + " ".join(job.notes)
         if _is_interactive(run_mode):
             Gimp.message(message)
-    return success_values(procedure, message, new)
+    return success_values(procedure, message, layer)
 
 
 # ---------------------------------------------------------------------------------------------------------
