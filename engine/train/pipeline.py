@@ -44,6 +44,7 @@ from engine.project.projector import feature_psi, manifold_projection_loss
 from engine.train.budget import WeightAverage, resume
 from engine.train.encoder import recalibrate_batchnorm
 from engine.train.gan import load_checkpoint
+from engine.train.spectral import SpectralTarget
 from engine.train.budget import train_for as _train_for
 from engine.models.texture_classifier import TextureClassifier
 
@@ -310,6 +311,12 @@ class Run:
         K = self.cfg.n_classes
         tp = Throughput()
         G.train(), D.train(), G_ema.train()
+        spec = None
+        if a.spectral > 0:
+            t0 = time.time()
+            spec = SpectralTarget(self.sample, K, [s for s, _ in crops], present=self.train.get().present)
+            self.log(f"gan: spectral term x{a.spectral} at periods < 8 px (real spectra of {len(crops)} crop sizes "
+                     f"measured in {time.time() - t0:.1f}s)")
 
         def step(i: int) -> str:
             size, batch = crops[i % len(crops)]
@@ -327,14 +334,19 @@ class Run:
             z = G.sample_latent(batch, generator=g, resolution=size)
             yf = torch.randint(0, K, (batch,), generator=g).to(self.device)
             with self.autocast():
-                loss_g = -D(G(z, yf), yf).mean()
+                fake = G(z, yf)
+                loss_g = -D(fake, yf).mean()
+            loss_s = spec.loss(fake, yf) if spec is not None else None
+            if loss_s is not None:
+                loss_g = loss_g + a.spectral * loss_s
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             ema_update(G_ema, G, min(a.ema, (1.0 + i) / (10.0 + i)))  # short runs: a shorter average
             tp.tick(batch * (a.n_dis + 1))
             if (i + 1) % a.log_every == 0:
-                return f"loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f} {tp.text(a.log_every)}"
+                extra = f" spectral {loss_s.item():.3f}" if loss_s is not None else ""
+                return f"loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f}{extra} {tp.text(a.log_every)}"
             return ""
 
         def on_ck(i: int, s: float) -> None:
@@ -654,6 +666,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--n-dis", type=int, default=1)
     ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--spectral", type=float, default=0.0, help="weight of the spectral term on G (engine/train/"
+                    "spectral.py: its short-period power spectrum follows the real crops'; 0: off)")
     ap.add_argument("--enc-lr", type=float, default=5e-4)
     ap.add_argument("--aux-lr", type=float, default=1e-4)
     ap.add_argument("--ckpt-seconds", type=float, default=50.0, help="checkpoint interval (<= 60)")
