@@ -1,0 +1,61 @@
+"""The exact rewrites that make the default model's encoder and generator cheaper on the CPU give the same
+numbers as the plain formulas (engine/models/sngan.py: conv_then_avgpool, the shortcut's 1x1 conv before
+up-sampling)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.models.sngan import EncBlock, GenBlock, _avgpool, _upsample, conv_then_avgpool, gen_conv
+from engine.generator import CollageContext
+
+
+def _randomise_bn(*bns):
+    for m in bns:
+        m.running_mean.uniform_(-0.2, 0.2)
+        m.running_var.uniform_(0.5, 2.0)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+@pytest.mark.parametrize("hw", [(16, 16), (17, 15), (2, 2), (5, 4), (3, 2)])
+def test_encoder_block_equals_conv_then_pool(padding, hw):
+    torch.manual_seed(0)
+    blk = EncBlock(8, 12, padding).eval()
+    _randomise_bn(blk.b1, blk.b2)
+    x = torch.randn(2, 8, *hw)
+    with torch.no_grad():
+        ref = _avgpool(blk.c2(F.relu(blk.b2(blk.c1(F.relu(blk.b1(x))))))) + _avgpool(blk.c_sc(x))
+        out = blk(x)
+    assert out.shape == ref.shape == (2, 12, hw[0] // 2, hw[1] // 2)
+    assert (out - ref).abs().max().item() < 1e-5
+
+
+def test_conv_then_avgpool_gradients_match():
+    torch.manual_seed(1)
+    conv = gen_conv(4, 6, 3, "reflect")
+    x = torch.randn(1, 4, 10, 12, requires_grad=True)
+    a = conv_then_avgpool(conv, x)
+    ga = torch.autograd.grad(a.square().sum(), [x, conv.weight])
+    b = _avgpool(conv(x))
+    gb = torch.autograd.grad(b.square().sum(), [x, conv.weight])
+    assert (a - b).abs().max().item() < 1e-5
+    for u, v in zip(ga, gb):
+        assert (u - v).abs().max().item() < 1e-4
+
+
+def test_conv_then_avgpool_refuses_other_convs():
+    with pytest.raises(AssertionError):
+        conv_then_avgpool(torch.nn.Conv2d(3, 3, 5, padding=2), torch.zeros(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_generator_block_shortcut_equals_upsample_then_conv(mode):
+    torch.manual_seed(2)
+    blk = GenBlock(8, 4, n_classes=3, upsample=True, padding="reflect", mode=mode).eval()
+    x = torch.randn(2, 8, 6, 7)
+    ctx = CollageContext.plain(torch.tensor([0, 2]))
+    with torch.no_grad():
+        h = blk.c2(F.relu(blk.b2(blk.c1(_upsample(F.relu(blk.b1(x, ctx)), mode)), ctx)))
+        ref = h + blk.c_sc(_upsample(x, mode))
+        out = blk(x, ctx)
+    assert out.shape == (2, 4, 12, 14)
+    assert (out - ref).abs().max().item() < 1e-5
