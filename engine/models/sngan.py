@@ -105,12 +105,13 @@ class PadConv2d(nn.Conv2d):
         return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
-def conv_then_avgpool(conv: PadConv2d, x: torch.Tensor) -> torch.Tensor:
-    """``F.avg_pool2d(conv(x), 2)`` for a 3x3, stride-1 ``conv``, computed as one 4x4 convolution of stride 2
-    (the 3x3 kernel spread over the 2x2 pooling window): the same numbers (float rounding aside) for 16/36 of the
-    multiply-adds, and the 3x3 map at full resolution is never stored.  [B, I, H, W] -> [B, O, H//2, W//2].
-    At a 648 px crop this took the encoder from 2.3 to ~1.5 single-thread CPU-s (bench/photo_edit.py)."""
-    w = conv.weight
+def conv_then_avgpool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``F.avg_pool2d(conv(x), 2)`` for a 3x3, stride-1, padding-1 ``conv`` (plain, PadConv2d or SNConv2d),
+    computed as one 4x4 convolution of stride 2 (the 3x3 kernel spread over the 2x2 pooling window): the same
+    numbers (float rounding aside) for 16/36 of the multiply-adds, and the 3x3 map at full resolution is never
+    stored.  [B, I, H, W] -> [B, O, H//2, W//2].  Used by the encoder's and the discriminator's down-sampling
+    blocks; at a 648 px crop it took the encoder from 2.3 to 1.5 single-thread CPU-s."""
+    w = conv.sn_weight() if hasattr(conv, "sn_weight") else conv.weight
     assert w.shape[-2:] == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1), "a 3x3 'same' conv"
     k4 = w.new_zeros(*w.shape[:2], 4, 4)
     for a in (0, 1):
@@ -254,14 +255,13 @@ class DisBlock(nn.Module):
         _init_block(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.c2(F.relu(self.c1(F.relu(x))))
-        if self.downsample:
-            h = _avgpool(h)
+        """c2(relu(c1(relu(x)))) + c_sc(x), both average-pooled when down-sampling (the pooling folded into c2,
+        and moved before the 1x1 shortcut: exact, see conv_then_avgpool)."""
+        h = F.relu(self.c1(F.relu(x)))
+        h = conv_then_avgpool(self.c2, h) if self.downsample else self.c2(h)
         sc = x
         if self.learnable_sc:
-            sc = self.c_sc(x)
-            if self.downsample:
-                sc = _avgpool(sc)
+            sc = self.c_sc(_avgpool(x)) if self.downsample else self.c_sc(x)
         return h + sc
 
 
@@ -280,7 +280,7 @@ class OptimizedDisBlock(nn.Module):
         nn.init.zeros_(self.c_sc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = _avgpool(self.c2(F.relu(self.c1(x))))
+        h = conv_then_avgpool(self.c2, F.relu(self.c1(x)))
         return h + self.c_sc(_avgpool(x))
 
 

@@ -59,3 +59,22 @@ def test_generator_block_shortcut_equals_upsample_then_conv(mode):
         out = blk(x, ctx)
     assert out.shape == (2, 4, 12, 14)
     assert (out - ref).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("downsample", [True, False])
+def test_discriminator_blocks_equal_conv_then_pool(downsample):
+    from engine.models.sngan import DisBlock, OptimizedDisBlock
+
+    torch.manual_seed(3)
+    blk = DisBlock(6, 10, downsample=downsample).eval()
+    x = torch.randn(2, 6, 12, 10)
+    with torch.no_grad():
+        h = blk.c2(F.relu(blk.c1(F.relu(x))))
+        sc = blk.c_sc(x)
+        ref = (_avgpool(h) + _avgpool(sc)) if downsample else h + sc
+        out = blk(x)
+        assert out.shape == ref.shape and (out - ref).abs().max().item() < 1e-5
+        first = OptimizedDisBlock(3, 8).eval()
+        x3 = torch.randn(2, 3, 16, 16)
+        ref = _avgpool(first.c2(F.relu(first.c1(x3)))) + first.c_sc(_avgpool(x3))
+        assert (first(x3) - ref).abs().max().item() < 1e-5
