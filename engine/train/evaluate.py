@@ -30,44 +30,10 @@ from engine.sites.scbn import Region
 from engine.train.gan import load_checkpoint
 
 
-@torch.no_grad()
 def generated_accuracy(bundle, clf, per_class: int = 50, size: int = 64, seed: int = 0) -> dict:
-    G = bundle.generator
-    g = torch.Generator().manual_seed(seed)
-    per = []
-    for c in range(G.num_classes):
-        z = G.sample_latent(per_class, generator=g, resolution=size)
-        x = G(z, torch.full((per_class,), c))
-        per.append(float((clf(x).argmax(1) == c).float().mean()))
-    return {"mean": float(np.mean(per)), "per_class": dict(zip(bundle.class_names, per))}
-
-
-@torch.no_grad()
-def swap_success(bundle, clf, n: int = 200, size: int = 128, seed: int = 0, margin: int = 8) -> dict:
-    """n seeded edits: a random square region (48-72 px) of a generated image painted with another class."""
-    G = bundle.generator
-    K = G.num_classes
-    rng = np.random.default_rng(seed)
-    g = torch.Generator().manual_seed(seed)
-    ok, outside, base_ok = [], [], []
-    for _ in range(n):
-        s = int(rng.integers(K))
-        t = int((s + rng.integers(1, K)) % K)
-        side = int(rng.integers(48, 73))
-        x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
-        mask = torch.zeros(size, size)
-        mask[y0:y0 + side, x0:x0 + side] = 1.0
-        z = G.sample_latent(1, generator=g, resolution=size)
-        before = label_swap(G, z, s, [])
-        after = label_swap(G, z, s, [Region(t, mask)])
-        inner = after[:, :, y0 + margin:y0 + side - margin, x0 + margin:x0 + side - margin]
-        ok.append(int(clf(inner).argmax(1)) == t)
-        inner_b = before[:, :, y0 + margin:y0 + side - margin, x0 + margin:x0 + side - margin]
-        base_ok.append(int(clf(inner_b).argmax(1)) == s)
-        out_m = (mask == 0)
-        outside.append(float(((after - before).abs() / 2).mean(1)[0][out_m].mean()))
-    return {"n": n, "success": float(np.mean(ok)), "source_recognised_before": float(np.mean(base_ok)),
-            "mean_abs_change_outside": float(np.mean(outside)), "image_size": size}
+    """Share of seeded samples per class that the model's own judge (same classes) recognises."""
+    cmap = {i: i for i in range(bundle.generator.num_classes)}
+    return generated_accuracy_mapped(bundle, clf, cmap, per_class=per_class, size=size, seed=seed)
 
 
 def to_u8(x: torch.Tensor) -> np.ndarray:
@@ -199,8 +165,9 @@ def main(argv=None) -> None:
 @torch.no_grad()
 def generated_accuracy_mapped(bundle, clf, cmap: dict[int, int], per_class: int = 50, size: int = 64,
                               seed: int = 0) -> dict:
-    """As generated_accuracy, for a judge with other classes: model class i counts as recognised when the judge
-    says cmap[i]; classes the judge does not know are skipped."""
+    """Share of seeded samples per class that a judge recognises: model class i counts as recognised when the
+    judge says cmap[i]; classes the judge does not know are skipped (their latents are still drawn, so the
+    samples of the others do not depend on the map)."""
     G = bundle.generator
     g = torch.Generator().manual_seed(seed)
     per = {}
@@ -216,9 +183,10 @@ def generated_accuracy_mapped(bundle, clf, cmap: dict[int, int], per_class: int 
 @torch.no_grad()
 def swap_success_mapped(bundle, clf, cmap: dict[int, int], n: int = 200, size: int = 128, seed: int = 0,
                         margin: int = 8) -> dict:
-    """As swap_success over the classes the judge knows (source and target drawn among them; with all classes
-    known, the same edits), plus the mean change outside the region after Poisson-blending each edit into its
-    unedited image (engine.compose.poisson)."""
+    """n seeded label swaps in the manner of the paper's Table 2: a random square region (48-72 px) of a
+    generated image painted with another class (source and target drawn among the classes the judge knows),
+    judged on the region's inside; plus the mean change outside the region, raw and after Poisson-blending each
+    edit into its unedited image (engine.compose.poisson)."""
     from engine.compose.poisson import poisson_blend
 
     G = bundle.generator
