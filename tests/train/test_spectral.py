@@ -46,6 +46,13 @@ def test_mean_power_of_a_grid_peaks_at_its_frequency():
     assert tuple((p == p.max()).nonzero()[0].tolist()) == (0, 16)  # 64 / 4 px
 
 
+def test_only_excess_power_counts():
+    g = torch.Generator().manual_seed(3)
+    real = _texture(16, 64, g)
+    assert spectral_loss(0.2 * real, real).item() == 0.0  # far too smooth: not this term's business
+    assert spectral_loss(5.0 * real, real).item() > 1.0
+
+
 def test_grid_raises_the_loss_and_real_batches_do_not():
     g = torch.Generator().manual_seed(0)
     real = _texture(16, 64, g)
@@ -63,8 +70,8 @@ def test_target_per_class_and_size():
     plain = st.loss(real, labels).item()
     assert plain < 0.02
     assert st.loss(_grid(real), labels).item() > 10 * max(plain, 1e-3)
-    # the right class matters: class 0's contrast judged against class 2's spectrum is far off
-    assert st.loss(real[:1], torch.tensor([2])).item() > st.loss(real[:1], torch.tensor([0])).item() + 0.5
+    # the right class matters: class 2's contrast judged against class 0's spectrum is far above it
+    assert st.loss(real[1:2], torch.tensor([0])).item() > st.loss(real[1:2], torch.tensor([2])).item() + 0.5
     with pytest.raises(ValueError, match="no real spectrum"):
         st.loss(real[..., :48, :48], labels)
 
