@@ -267,6 +267,24 @@ class Run:
     def budget(self, stage: str) -> float:
         return self.args.minutes * STAGE_SHARES[stage]
 
+    def resume_stage(self, stage: str, parts: dict) -> tuple[int, float] | None:
+        """(iteration, seconds spent) of ``stage`` restored into ``parts`` from DIR/<stage>.pt, or None (logged)
+        when its budget is spent already."""
+        it, spent = resume(self.out / f"{stage}.pt", parts)
+        if spent >= self.budget(stage) * 60:
+            self.log(f"{stage}: done already ({it} iterations, {spent / 60:.1f} min)")
+            return None
+        return it, spent
+
+    def run_stage(self, stage: str, parts: dict, step, it: int, spent: float, announce: bool = False, **kw) -> None:
+        """train_for ``stage`` to its budget: ``step(i)`` per iteration, checkpoints into DIR/<stage>.pt."""
+        a = self.args
+        if announce:
+            where = f"resumed at {it}" if it else "from the start"
+            self.log(f"{stage}: {where}; budget {self.budget(stage):.1f} min")
+        train_for(self.budget(stage), self.out / f"{stage}.pt", parts, step, it, spent, log_every=a.log_every,
+                  checkpoint_every=a.ckpt_seconds, log=lambda s: self.log(f"{stage}: " + s), **kw)
+
     def prep(self, m: torch.nn.Module) -> torch.nn.Module:
         m = m.to(self.device)
         if self.amp:
@@ -298,11 +316,11 @@ class Run:
         opt_g = HalfMomentsAdam(G.parameters(), a.lr, betas=(0.0, 0.9))
         opt_d = HalfMomentsAdam(D.parameters(), a.lr, betas=(0.0, 0.9))
         parts = {"G": G, "D": D, "G_ema": G_ema, "opt_g": opt_g, "opt_d": opt_d, "config": JsonPart(self.cfg.to_dict())}
-        it, spent = resume(ck_path, parts)
         budget = self.budget("gan")
-        if spent >= budget * 60:
-            self.log(f"gan: done already ({it} iterations, {spent / 60:.1f} min)")
+        done = self.resume_stage("gan", parts)
+        if done is None:
             return False
+        it, spent = done
         self.log(f"gan: {'resumed at iteration %d, %.1f min' % (it, spent / 60) if it else 'from the start'}; "
                  f"budget {budget:.1f} min; G {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M, "
                  f"D {sum(p.numel() for p in D.parameters()) / 1e6:.2f} M parameters")
@@ -353,8 +371,7 @@ class Run:
             save_grid(G_ema, self.out / "samples.png", K)
             G_ema.train()
 
-        train_for(budget, ck_path, parts, step, it, spent, log_every=a.log_every, checkpoint_every=a.ckpt_seconds,
-                  log=lambda s: self.log("gan: " + s), on_checkpoint=on_ck)
+        self.run_stage("gan", parts, step, it, spent, on_checkpoint=on_ck)
         return True
 
     def load_generator(self) -> tuple[ResNetGenerator, SNResNetProjectionDiscriminator, int]:
@@ -377,10 +394,10 @@ class Run:
         opt = HalfMomentsAdam(E.parameters(), a.enc_lr, betas=(0.5, 0.999))
         avg = WeightAverage(E, 0.99)
         parts = {"E": E, "opt": opt, "E_ema": avg}
-        it, spent = resume(ck_path, parts)
-        if spent >= budget * 60:
-            self.log(f"encoder: done already ({it} iterations, {spent / 60:.1f} min)")
+        done = self.resume_stage("encoder", parts)
+        if done is None:
             return False
+        it, spent = done
         G, D, _ = self.load_generator()
         bs, size = self.settings["enc_batch"], self.settings["enc_size"]
         g = torch.Generator().manual_seed(a.seed * 7919 + 1 + it)
@@ -413,9 +430,7 @@ class Run:
                 return f"real {loss_real.item():.4f} fake {loss_fake.item():.4f} {tp.text(a.log_every)}"
             return ""
 
-        self.log(f"encoder: {'resumed at %d' % it if it else 'from the start'}; budget {budget:.1f} min")
-        train_for(budget, ck_path, parts, step, it, spent, log_every=a.log_every, checkpoint_every=a.ckpt_seconds,
-                  log=lambda s: self.log("encoder: " + s))
+        self.run_stage("encoder", parts, step, it, spent, announce=True)
         return True
 
     # -- stage 3 ---------------------------------------------------------------------------------------------
@@ -423,7 +438,6 @@ class Run:
         from engine.train.auxab import auxiliary_network_loss
 
         a = self.args
-        budget = self.budget("aux")
         ck_path = self.out / "aux.pt"
         aux = AuxAB(self.cfg.z_channels, **self.settings["aux"])
         fresh = not ck_path.exists()
@@ -434,10 +448,10 @@ class Run:
         opt = HalfMomentsAdam(aux.parameters(), a.aux_lr, weight_decay=1e-4)
         avg = WeightAverage(aux, 0.99)
         parts = {"aux": aux, "opt": opt, "aux_ema": avg}
-        it, spent = resume(ck_path, parts)
-        if spent >= budget * 60:
-            self.log(f"aux: done already ({it} iterations, {spent / 60:.1f} min)")
+        done = self.resume_stage("aux", parts)
+        if done is None:
             return False
+        it, spent = done
         G, D, _ = self.load_generator()
         E = SpatialEncoder(self.cfg)
         E.load_state_dict(load_checkpoint(self.out / "encoder.pt")["E_ema"])
@@ -474,23 +488,19 @@ class Run:
                 return f"L_AB {loss.item():.4f} rounds {[round(r, 4) for r in rounds]} {tp.text(a.log_every)}"
             return ""
 
-        self.log(f"aux: {'resumed at %d' % it if it else 'from the start'}; budget {budget:.1f} min")
-        train_for(budget, ck_path, parts, step, it, spent, log_every=a.log_every, checkpoint_every=a.ckpt_seconds,
-                  log=lambda s: self.log("aux: " + s))
+        self.run_stage("aux", parts, step, it, spent, announce=True)
         return True
 
     # -- stage 4 ---------------------------------------------------------------------------------------------
     def stage_judge(self) -> bool:
         a = self.args
-        budget = self.budget("judge")
-        ck_path = self.out / "judge.pt"
         clf = self.prep(TextureClassifier(self.cfg.n_classes, ch=self.settings["judge_ch"]))
         opt = HalfMomentsAdam(clf.parameters(), 1e-3)
         parts = {"clf": clf, "opt": opt}
-        it, spent = resume(ck_path, parts)
-        if spent >= budget * 60:
-            self.log(f"judge: done already ({it} iterations, {spent / 60:.1f} min)")
+        done = self.resume_stage("judge", parts)
+        if done is None:
             return False
+        it, spent = done
         bs = self.settings["judge_batch"]
         sizes = [s for s in (32, 48, 64, 96, 128) if s <= self.max_crop]
         g = torch.Generator().manual_seed(a.seed * 7919 + 3 + it)
@@ -509,9 +519,7 @@ class Run:
             opt.step()
             return f"loss {loss.item():.3f}" if (i + 1) % a.log_every == 0 else ""
 
-        self.log(f"judge: {'resumed at %d' % it if it else 'from the start'}; budget {budget:.1f} min")
-        train_for(budget, ck_path, parts, step, it, spent, log_every=a.log_every, checkpoint_every=a.ckpt_seconds,
-                  log=lambda s: self.log("judge: " + s))
+        self.run_stage("judge", parts, step, it, spent, announce=True)
         acc = judge_accuracy(clf.eval(), self.held, self.cfg.n_classes, self.device)
         if acc is not None:
             self.log(f"judge: held-out accuracy {acc['mean']:.3f} per class "
