@@ -20,7 +20,15 @@ from engine.compose.compose import compose
 from engine.edit.budgets import BudgetError, Budgets, check_finite
 from engine.edit.crops import Crop, CropError, region_from_mask
 from engine.edit.reduce import reduce_inputs
-from engine.edit.render import EditOp, fully_convolutional, grid_of, render, scale_latent, window_of
+from engine.edit.render import (
+    EditOp,
+    fully_convolutional,
+    grid_of,
+    render,
+    scale_latent,
+    shifted_window,
+    window_of,
+)
 from engine.generator import ModelBundle
 from engine.project.cache import ProjectionCache
 from engine.project.projector import ProjectionResult, Projector
@@ -410,9 +418,11 @@ class PhotoEditor:
         win = window_of(torch.from_numpy(crop.mask_to_crop(soft, Sc)), g) if Sc > WINDOW_MIN else None
         proj = latent or self.full_project(x, source_class, mode, steps, cache_key, progress, start=base, window=win)
         rproj = None
-        if xr is not None:
+        if xr is not None:  # the reference is calibrated where the blend takes its features: the window, shifted
+            rshift = (int(round(blend.shift[0] * Sc / S)), int(round(blend.shift[1] * Sc / S)))
+            rwin = shifted_window(win, rshift, tuple(xr.shape[-2:]), g)
             rproj = self.full_project(xr, reference_class, mode, steps, rkey, progress, "reference projection",
-                                      start=ref)
+                                      start=ref, window=rwin)
         t["projection"] = t.get("projection", 0.0) + time.perf_counter() - t0
         return self._finish_full(image, soft, crop, proj, rproj, swap, blend, regions, m, R, S, channels, poisson,
                                  return_recon, progress, mode, scale, t, False)

@@ -101,6 +101,20 @@ def window_of(mask: torch.Tensor, grid: int, pad: int = 8) -> tuple[int, int, in
     return y0, y1, x0, x1
 
 
+def shifted_window(window: tuple[int, int, int, int] | None, shift: tuple[int, int], size: tuple[int, int],
+                   grid: int) -> tuple[int, int, int, int] | None:
+    """The box of a feature blend's reference that lands in ``window`` (y0, y1, x0, x1) when reference content at
+    p lands at p + ``shift`` ((dx, dy) px, as the blend's shift operator): the window moved by -shift, aligned outwards to the grid and clipped to
+    ``size`` (H, W); None when ``window`` is None or the moved box leaves the crop."""
+    if window is None:
+        return None
+    H, W = size
+    (y0, y1, x0, x1), (dx, dy) = window, shift
+    y0, y1 = max(0, (y0 - dy) // grid * grid), min(H, -(-(y1 - dy) // grid) * grid)
+    x0, x1 = max(0, (x0 - dx) // grid * grid), min(W, -(-(x1 - dx) // grid) * grid)
+    return (y0, y1, x0, x1) if y1 > y0 and x1 > x0 else None
+
+
 @torch.no_grad()
 def render(G: CollageGenerator, z: torch.Tensor, op: EditOp, tile: int | None = None,
            overlap: int = DEFAULT_OVERLAP, progress=None,

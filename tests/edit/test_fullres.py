@@ -11,7 +11,7 @@ from engine.collage.label import label_swap
 from engine.edit.crops import Crop, from_unit_float, region_from_mask
 from engine.edit.pipeline import BlendSpec, EditError, EditResult, PhotoEditor, SwapSpec, from_model_output, \
     to_model_input
-from engine.edit.render import EditOp, grid_of, render, scale_latent, window_of
+from engine.edit.render import EditOp, grid_of, render, scale_latent, shifted_window, window_of
 from engine.project.projector import Projector
 from engine.sites.scbn import Region
 
@@ -224,6 +224,46 @@ def test_calibration_in_a_window_keeps_the_start_outside(bundle, photo):
     small = ellipse_mask(300, 300, 150, 150, 60, 50)  # a 180 px crop: calibrated whole
     ed.edit(photo[:300, :300], small, swap=SwapSpec(2), source_class=1, steps=1, cache_key="s")
     assert [k for k in ed.cache._d if k.startswith("s|")] == ["s|calibrated|1|192"]  # noqa: SLF001
+
+
+def test_shifted_window():
+    assert shifted_window((8, 40, 16, 48), (5, -3), (64, 64), 8) == (8, 48, 8, 48)  # (dx, dy): moved by -shift
+    assert shifted_window((8, 40, 16, 48), (0, 0), (64, 64), 8) == (8, 40, 16, 48)
+    assert shifted_window((8, 40, 16, 48), (-30, 0), (64, 64), 8) == (8, 40, 40, 64)
+    assert shifted_window((8, 40, 16, 48), (0, 100), (64, 64), 8) is None  # the reference box leaves the crop
+    assert shifted_window(None, (0, 0), (64, 64), 8) is None
+
+
+def test_blend_calibrates_the_reference_in_the_shifted_window(bundle, photo):
+    """A calibrated feature blend above WINDOW_MIN calibrates the reference only where its features are taken:
+    the selection's box moved by -shift; outside it the reference keeps the encoder's start."""
+    ed = PhotoEditor(bundle)
+    img, ref = photo[:500, :500], np.ascontiguousarray(photo[300:800, 300:800])
+    mask = ellipse_mask(500, 500, 250, 250, 150, 120)  # a 428 px crop
+    res = ed.edit(img, mask, blend=BlendSpec(strength=1.0, shift=(40, -24)), reference=ref, source_class=1,
+                  reference_class=2, steps=1, cache_key="b")
+    assert np.array_equal(res.image[mask == 0], img[mask == 0])
+    keys = {k: v for k, v in ed.cache._d.items() if k.startswith("b")}  # noqa: SLF001
+    photo_key = next(k for k in keys if k.startswith("b|calibrated|1|"))
+    ref_key = next(k for k in keys if k.startswith("b:reference|calibrated|1|"))
+    win = eval(photo_key.split("|")[-1])  # noqa: S307 - our own key, a tuple of ints
+    rwin = eval(ref_key.split("|")[-1])  # noqa: S307
+    assert rwin == shifted_window(win, (40, -24), (res.crop_size, res.crop_size), 8) != win
+    start = Projector(bundle).start(to_model_input(res_crop(ed, ref, mask), "cpu"), 2)
+    z = keys[ref_key].z
+    outside = torch.ones(z.shape[-2:], dtype=torch.bool)
+    y0, y1, x0, x1 = (v // 8 for v in rwin)
+    outside[y0:y1, x0:x1] = False
+    assert torch.allclose(z[..., outside], start.z[..., outside], atol=1e-6)
+    assert float((z - start.z)[..., ~outside].abs().max()) > 0
+
+
+def res_crop(ed, ref, mask):
+    """The reference's crop as the full-resolution pipeline extracts it (same-size photos: the edit's crop)."""
+    from engine.edit.render import grid_of as _grid
+
+    crop = ed.crop_for(ref, mask, None, multiple=_grid(ed.G), max_context=ed.context)
+    return crop.extract(ref, crop.side)
 
 
 def test_tiled_calibration_and_render_in_the_pipeline(bundle, photo):
