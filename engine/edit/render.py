@@ -104,8 +104,9 @@ def window_of(mask: torch.Tensor, grid: int, pad: int = 8) -> tuple[int, int, in
 def shifted_window(window: tuple[int, int, int, int] | None, shift: tuple[int, int], size: tuple[int, int],
                    grid: int) -> tuple[int, int, int, int] | None:
     """The box of a feature blend's reference that lands in ``window`` (y0, y1, x0, x1) when reference content at
-    p lands at p + ``shift`` ((dx, dy) px, as the blend's shift operator): the window moved by -shift, aligned outwards to the grid and clipped to
-    ``size`` (H, W); None when ``window`` is None or the moved box leaves the crop."""
+    p lands at p + ``shift`` ((dx, dy) px, as the blend's shift operator): the window moved by -shift, aligned
+    outwards to the grid and clipped to ``size`` (H, W); None when ``window`` is None or the moved box leaves the
+    crop."""
     if window is None:
         return None
     H, W = size

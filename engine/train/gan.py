@@ -66,10 +66,16 @@ def load_checkpoint(path: Path) -> dict:
     return ck
 
 
+def d_hinge_loss(D, real: torch.Tensor, y_real: torch.Tensor, fake: torch.Tensor, y_fake: torch.Tensor):
+    """The discriminator's hinge loss (SNGAN): mean relu(1 - D(real)) + mean relu(1 + D(fake))."""
+    return F.relu(1.0 - D(real, y_real)).mean() + F.relu(1.0 + D(fake, y_fake)).mean()
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for the parameters; the buffers (batch-norm statistics) copied."""
     for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        pe.lerp_(p.detach(), 1.0 - decay)
     for be, b in zip(ema.buffers(), model.buffers()):
         be.copy_(b)
 
@@ -151,7 +157,7 @@ def main(argv=None) -> None:
         yf = torch.from_numpy(rng.integers(0, cfg.n_classes, args.batch))
         with torch.no_grad():
             fake = G(z, yf)
-        loss_d = F.relu(1.0 - D(x, y)).mean() + F.relu(1.0 + D(fake, yf)).mean()
+        loss_d = d_hinge_loss(D, x, y, fake, yf)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()

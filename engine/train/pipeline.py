@@ -43,7 +43,7 @@ from engine.models.sngan import ResNetGenerator, SNGANConfig, SNResNetProjection
 from engine.project.projector import feature_psi, manifold_projection_loss
 from engine.train.budget import WeightAverage, resume
 from engine.train.encoder import recalibrate_batchnorm
-from engine.train.gan import load_checkpoint
+from engine.train.gan import d_hinge_loss, ema_update, load_checkpoint
 from engine.train.spectral import SpectralTarget
 from engine.train.budget import train_for as _train_for
 from engine.models.texture_classifier import TextureClassifier
@@ -163,14 +163,6 @@ def load_init(init_dir: Path) -> tuple[dict, list[str]]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(p.detach(), 1.0 - decay)
-    for be, b in zip(ema.buffers(), model.buffers()):
-        be.copy_(b)
-
-
 def save_grid(G: ResNetGenerator, path: Path, n_classes: int, size: int = 64, per_class: int = 4, seed: int = 0):
     from PIL import Image
 
@@ -345,7 +337,7 @@ class Run:
                 with self.autocast():
                     with torch.no_grad():
                         fake = G(z, yf)
-                    loss_d = F.relu(1.0 - D(x, y)).mean() + F.relu(1.0 + D(fake, yf)).mean()
+                    loss_d = d_hinge_loss(D, x, y, fake, yf)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()

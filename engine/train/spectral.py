@@ -62,7 +62,8 @@ def log_gap(p_fake: torch.Tensor, p_real: torch.Tensor, max_period: float, toler
     return e.square().topk(k).values.mean()
 
 
-def spectral_loss(fake: torch.Tensor, real: torch.Tensor, max_period: float = 8.0, tolerance: float = 1.0) -> torch.Tensor:
+def spectral_loss(fake: torch.Tensor, real: torch.Tensor, max_period: float = 8.0,
+                  tolerance: float = 1.0) -> torch.Tensor:
     """log_gap between the mean power spectra of a generated and a real batch (the real one smoothed over 3x3
     bins).  ~0 for batches with the same spectrum (the tolerance, e^1 = 2.7x, absorbs the estimate's noise); a
     grid in ``fake`` gives about the square of the log of its peak over the real level.  Differentiable in

@@ -40,7 +40,6 @@ def test_mask_keeps_short_periods_only():
 
 
 def test_mean_power_of_a_grid_peaks_at_its_frequency():
-    g = torch.Generator().manual_seed(0)
     p = mean_power(_grid(torch.zeros(2, 3, 64, 64), amp=0.5))
     assert p.shape == (64, 33)
     assert tuple((p == p.max()).nonzero()[0].tolist()) == (0, 16)  # 64 / 4 px
