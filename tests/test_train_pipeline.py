@@ -126,6 +126,7 @@ def test_gpu_run_smoke_on_cpu(tmp_path):
                                                                           "PYTHON": sys.executable})
     assert res.returncode == 0, res.stdout + res.stderr
     assert "it/s" in res.stdout and "torch" in res.stdout
+    assert "gan: spectral term x1.0" in res.stdout and " spectral " in res.stdout  # the grid term is on
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) <= 8 and all(p.stat().st_size <= 16 * 2**20 for p in files), files
     with tarfile.open(out / "weights.tar") as t:

@@ -58,10 +58,10 @@ EOF
 if [ "$SMOKE" = 1 ]; then
     # a few steps of every stage (seconds each), then the export: the whole path, timed
     "$PY" -m engine.train.pipeline --device "$DEVICE" --preset "$PRESET" --data "$PACK" --out "$OUT_DIR" \
-        --minutes 0.4 --log-every 2 --compact
+        --minutes 0.4 --log-every 2 --compact --spectral 1
 else
     "$PY" -m engine.train.pipeline --device "$DEVICE" --preset "$PRESET" --data "$PACK" --out "$OUT_DIR" \
-        --minutes "$MINUTES" --log-every 100 --compact
+        --minutes "$MINUTES" --log-every 100 --compact --spectral 1  # engine/train/spectral.py: no grid
 fi
 if [ -d "$OUT_DIR/export" ]; then
     tar -cf "$OUT_DIR/weights.tar" -C "$OUT_DIR" export
