@@ -324,9 +324,10 @@ class Run:
         spec = None
         if a.spectral > 0:
             t0 = time.time()
-            spec = SpectralTarget(self.sample, K, [s for s, _ in crops], present=self.train.get().present)
-            self.log(f"gan: spectral term x{a.spectral} at periods < 8 px (real spectra of {len(crops)} crop sizes "
-                     f"measured in {time.time() - t0:.1f}s)")
+            spec = SpectralTarget(self.sample, K, [s for s, _ in crops], present=self.train.get().present,
+                                  max_period=a.spectral_period)
+            self.log(f"gan: spectral term x{a.spectral} at periods < {a.spectral_period:g} px (real spectra of "
+                     f"{len(crops)} crop sizes measured in {time.time() - t0:.1f}s)")
 
         def step(i: int) -> str:
             size, batch = crops[i % len(crops)]
@@ -668,6 +669,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--spectral", type=float, default=0.0, help="weight of the spectral term on G (engine/train/"
                     "spectral.py: its short-period power spectrum follows the real crops'; 0: off)")
+    ap.add_argument("--spectral-period", type=float, default=32.0,
+                    help="the spectral term looks at periods under this many px (default 32: the 8 px latent cell "
+                         "and below; at 8 the v2s run moved its pattern to 8-16 px)")
     ap.add_argument("--enc-lr", type=float, default=5e-4)
     ap.add_argument("--aux-lr", type=float, default=1e-4)
     ap.add_argument("--ckpt-seconds", type=float, default=50.0, help="checkpoint interval (<= 60)")
