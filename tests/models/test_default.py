@@ -37,8 +37,9 @@ def test_weights_are_small_and_complete():
 def test_registry_lists_and_loads_default(bundle):
     row = next(r for r in list_models() if r["name"] == "default")
     assert row["present"]
-    assert bundle.num_classes == 11 and bundle.resolution == 64
-    assert bundle.class_names[:3] == ["grass", "gravel", "rock"]
+    assert bundle.num_classes == 16 and bundle.resolution == 64
+    assert bundle.class_names[:3] == ["grass", "gravel", "rock"]  # v1's 11 first, in v1's order
+    assert bundle.class_names[11:] == ["asphalt", "paving", "tiles", "foliage", "forest_floor"]
     assert bundle.discriminator is not None and bundle.encoder is not None and bundle.aux is not None
 
 
