@@ -148,16 +148,23 @@ def psnr(a, b):
 
 @pytest.mark.parametrize("seed, cls", [(3, 0), (4, 7)])
 def test_projection_recovers_a_generated_image(bundle, seed, cls):
-    """Threshold: another sample of the same class (same texture statistics, other layout) scores 16-20 dB
-    against it; a projection that found the image's own latent does clearly better: >= 21 dB and >= 3 dB above
-    the unrelated sample (measured 25-26 dB after 100 steps)."""
+    """The projection finds the image's own layout: on 4 x 4 px means (16 x 16 cells of a 64 px image) it scores
+    >= 24 dB against the image and >= 3 dB above another sample of the same class (same texture statistics, other
+    layout; 18-24 dB).  Measured with v2s: 27.4 / 30.3 dB against 21.8 / 18.6 for the other sample.  Not on the
+    pixels themselves: since v2s the generator draws a stochastic fine grain that no latent reproduces exactly
+    (plain z-space Adam from a random z reaches 18.7 dB on the grass image, the projection 18.0, another sample
+    16.3), so a pixel PSNR measures the grain, not whether the latent was found."""
     G = bundle.generator
     with torch.no_grad():
         x = G(G.sample_latent(1, generator=torch.Generator().manual_seed(seed)), torch.tensor([cls]))
         other = G(G.sample_latent(1, generator=torch.Generator().manual_seed(99)), torch.tensor([cls]))
     r = Projector(bundle).project(x, class_id=cls, steps=100)
-    assert psnr(r.image, x) >= 21.0
-    assert psnr(r.image, x) >= psnr(other, x) + 3.0
+
+    def layout_psnr(a):
+        return psnr(torch.nn.functional.avg_pool2d(a, 4), torch.nn.functional.avg_pool2d(x, 4))
+
+    assert layout_psnr(r.image) >= 24.0
+    assert layout_psnr(r.image) >= layout_psnr(other) + 3.0
 
 
 def test_conditional_encoder_gets_the_class(bundle):
