@@ -145,6 +145,13 @@ def spatial_conditional_batch_norm(
         return torch.addcmul(betas[:, 0, :, None, None], gammas[:, 0, :, None, None], x_hat)
     b, j, h, w = weights.shape
     wflat = weights.reshape(b, j, h * w)
+    if x_hat.dim() == 4 and not x_hat.is_contiguous() and x_hat.is_contiguous(memory_format=torch.channels_last):
+        # channels-last features (the default model): the maps made in that layout, [B, HW, J] @ [B, J, C], so
+        # the multiply-add and the next convolution need no layout conversion (the same numbers)
+        wt = wflat.transpose(1, 2)
+        gamma = torch.bmm(wt, gammas).view(b, h, w, -1).permute(0, 3, 1, 2)
+        beta = torch.bmm(wt, betas).view(b, h, w, -1).permute(0, 3, 1, 2)
+        return torch.addcmul(beta, gamma, x_hat)
     # [B, C, J] @ [B, J, HW]: the per-pixel mixture of eq. 2, then one fused multiply-add
     gamma = torch.bmm(gammas.transpose(1, 2), wflat).view(b, -1, h, w)
     beta = torch.bmm(betas.transpose(1, 2), wflat).view(b, -1, h, w)

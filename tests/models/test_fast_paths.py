@@ -78,3 +78,17 @@ def test_discriminator_blocks_equal_conv_then_pool(downsample):
         x3 = torch.randn(2, 3, 16, 16)
         ref = _avgpool(first.c2(F.relu(first.c1(x3)))) + first.c_sc(_avgpool(x3))
         assert (first(x3) - ref).abs().max().item() < 1e-5
+
+
+def test_scbn_keeps_channels_last_and_the_numbers():
+    """sCBN on channels-last features (the default model) builds its per-pixel maps in that layout: the same
+    numbers as on contiguous features, and the output stays channels-last for the next convolution."""
+    from engine.sites.scbn import spatial_conditional_batch_norm
+
+    torch.manual_seed(4)
+    x = torch.randn(2, 16, 12, 10)
+    gammas, betas, weights = torch.randn(2, 3, 16), torch.randn(2, 3, 16), torch.rand(2, 3, 12, 10)
+    plain = spatial_conditional_batch_norm(x, gammas, betas, weights)
+    nhwc = spatial_conditional_batch_norm(x.contiguous(memory_format=torch.channels_last), gammas, betas, weights)
+    assert nhwc.is_contiguous(memory_format=torch.channels_last)
+    assert (nhwc - plain).abs().max().item() < 1e-5
