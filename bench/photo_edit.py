@@ -227,13 +227,16 @@ def anchor_rows(jobs: list[dict], save_png: str | None = None) -> list[dict]:
 def run(quick: bool = False, threads: int | None = None, save_png: str | None = None, bundle=None,
         sizes: tuple[int, ...] | None = None, big: bool | None = None, photo_size: int = 1280,
         targets: tuple[str, ...] | None = None, ops: tuple[str, ...] = OPS, anchor: bool = True,
-        big_sizes: tuple[int, ...] = (512, 1024, 2048), big_photo: int = 4096) -> list[dict]:
+        big_sizes: tuple[int, ...] = (512, 1024, 2048), big_photo: int = 4096, device: str = "cpu") -> list[dict]:
     """One row per (photo size, selection, target, swap|blend, mode), then the anchor's rows (Resynthesizer on
     the blend cases; ``anchor=False``: one row saying it was not run).  The 4096 px photo (``big``; default: not
     in quick mode; ``big_photo`` px) has label swaps of the first photo at ``big_sizes``.  ``bundle`` replaces
     the default model (a model without the texture classes uses its classes 0 and 1: the smoke test's tiny
-    model)."""
+    model).  ``device``: "cpu" (the table for 2 cores), "cuda" or "auto" (the same table with absolute times on a
+    GPU); every row says which."""
     import torch
+
+    from engine.device import select_device
 
     from engine.edit.pipeline import PhotoEditor
 
@@ -242,9 +245,10 @@ def run(quick: bool = False, threads: int | None = None, save_png: str | None = 
     if bundle is None:
         from bench.collage import load_default_bundle
 
-        bundle, _ = load_default_bundle()
+        bundle, _ = load_default_bundle(select_device(device))
     names = bundle.class_names
     editor = PhotoEditor(bundle)
+    precision = str(editor.work_dtype or torch.float32).replace("torch.", "")
     cases, source_text = photos()
     refs: dict[str, tuple[str, np.ndarray]] = {}
     for name, img, src, _tgt in cases:
@@ -275,6 +279,7 @@ def run(quick: bool = False, threads: int | None = None, save_png: str | None = 
             mask = r.pop("mask")
             rows.append({"bench": "photo_edit", "op": op, "photo": name, "photo_size": size, "selection": sel,
                          "source": src, "target": tgt, "reference": rname, "mode": mode, "photos": source_text,
+                         "device": str(bundle.generator.device), "precision": precision,
                          **r})
             what = f"{name} -> {tgt}" if op == "swap" else f"{name} <- {rname} ({tgt}) blend"
             print(f"  {size} px photo, {sel} px selection, {what}, {mode}: {r['seconds']:.1f} s "
@@ -445,6 +450,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ops", default=",".join(OPS), help="swap, blend or both (default swap,blend)")
     ap.add_argument("--no-anchor", action="store_true", help="skip Resynthesizer in GIMP 3.2")
     ap.add_argument("--json", default=None, metavar="FILE", help="write the raw rows here")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto: on a GPU the same table with "
+                                                     "absolute times")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
@@ -452,7 +459,7 @@ def main(argv=None) -> int:
     rows = run(quick=args.quick, threads=args.threads, save_png=args.save_png, sizes=sizes,
                big=False if args.no_big else None,
                targets=tuple(args.targets.split(",")) if args.targets else None,
-               ops=tuple(o for o in args.ops.split(",") if o), anchor=not args.no_anchor)
+               ops=tuple(o for o in args.ops.split(",") if o), anchor=not args.no_anchor, device=args.device)
     print(format_rows(rows))
     if args.json:
         import json

@@ -64,7 +64,9 @@ def machine(threads: int | None) -> dict:
     except Exception:  # noqa: BLE001 - informative only
         cv_threads = "n/a"
     from bench.collage import default_weights_info
+    from engine.device import work_dtype
 
+    precision = "bfloat16 (native on this CPU)" if work_dtype("cpu") is not None else "float32"
     return {
         "cpu": cpu_model(),
         "cores": f"{os.cpu_count()} logical ({usable} usable)",
@@ -74,6 +76,8 @@ def machine(threads: int | None) -> dict:
         "OpenCV threads": cv_threads,
         "load average at start": load,
         "default weights": default_weights_info(),
+        "encoder and calibration steps of photo edits": precision + "; rendering float32",
+        "GPU": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
     }
 
 
@@ -156,18 +160,33 @@ def texture_cache() -> str | None:
 
 def bench_photo_edit(quick: bool, threads: int | None):
     """Photo edits at the photo's own resolution (bench/photo_edit.py), on all cores like the engine (torch's
-    default threads), not the single thread of the other benchmarks."""
+    default threads), not the single thread of the other benchmarks; on a machine with CUDA the same cases again
+    on the GPU (absolute times; no anchor)."""
     import torch
 
     from bench import photo_edit
 
     torch.set_num_threads(os.cpu_count() or 1)
     rows = photo_edit.run(quick=quick)
+    table = photo_edit_table(rows, "photo_edit")
+    text = photo_edit.format_rows(rows)
+    if torch.cuda.is_available():
+        gpu = photo_edit.run(quick=quick, device="cuda", anchor=False)
+        table += photo_edit_table(gpu, "photo_edit (cuda)")
+        text += f"\n\nOn {torch.cuda.get_device_name()}:\n" + photo_edit.format_rows(gpu)
+        rows += gpu
+    return rows, table, text
+
+
+def photo_edit_table(rows: list[dict], name: str) -> list[tuple]:
+    """The table rows of one bench/photo_edit.py run, labelled ``name``."""
+    from bench import photo_edit
+
     table = []
     for r in rows:
         if "mode" not in r:
             if r.get("anchor"):
-                table.append(("photo_edit", "Resynthesizer in GIMP 3.2", "anchor", "-", "-", "-",
+                table.append((name, "Resynthesizer in GIMP 3.2", "anchor", "-", "-", "-",
                               f"skipped: {r['anchor']}"))
             continue
         op = r.get("op", "swap")
@@ -181,11 +200,11 @@ def bench_photo_edit(quick: bool, threads: int | None):
                 else f"crop {r['crop']} px rendered at its size")
         goal_s = photo_edit.FAST_GOAL_S if r["mode"] == "fast" else photo_edit.CALIBRATED_GOAL_S
         timed = r["selection"] == 512
-        table.append(("photo_edit", case, f"{r['mode']}: seconds to the result", f"{r['seconds']:.2f}",
+        table.append((name, case, f"{r['mode']}: seconds to the result", f"{r['seconds']:.2f}",
                       f"<= {goal_s:g}" if timed else "-", _met(r["seconds"] <= goal_s) if timed else "-",
                       f"{r['cpu_seconds']:.1f} CPU s; {share}; {size}; outside the selection "
                       f"{'byte-identical' if r['outside_identical'] else 'CHANGED'}"))
-        table.append(("photo_edit", case, f"{r['mode']}: sharpness edit / photo", f"{r['sharpness']:.2f}",
+        table.append((name, case, f"{r['mode']}: sharpness edit / photo", f"{r['sharpness']:.2f}",
                       f">= {photo_edit.SHARPNESS_GOAL:g}", _met(r["sharpness"] >= photo_edit.SHARPNESS_GOAL),
                       "variance of the Laplacian of luminance inside the edit / inside the photo's region"))
     for c in photo_edit.anchor_checks(rows):
@@ -193,26 +212,26 @@ def bench_photo_edit(quick: bool, threads: int | None):
         case = (f"{k['photo_size']} px photo, {k['selection']} px sel., {k['photo']} <- {c['reference']} "
                 f"({k['target']}) blend vs Resynthesizer")
         if c["time_ratio"] is None:
-            table.append(("photo_edit", case, "anchor", "-", "-", "-",
+            table.append((name, case, "anchor", "-", "-", "-",
                           f"Resynthesizer failed: {a.get('message')}" if not a.get("ok") else "no calibrated row"))
             continue
         cal = c["calibrated"]
         cpu = "-" if c["cpu_ratio"] is None else f"{c['cpu_ratio']:.2f}"
-        table.append(("photo_edit", case, "calibrated seconds / Resynthesizer's", f"{c['time_ratio']:.2f}", "<= 1",
+        table.append((name, case, "calibrated seconds / Resynthesizer's", f"{c['time_ratio']:.2f}", "<= 1",
                       _met(c["faster"]), f"{cal['seconds']:.1f} s vs {a['seconds']:.1f} s in GIMP {a['gimp']}; "
                       f"CPU seconds {cal['cpu_seconds']:.1f} vs "
                       f"{'-' if a.get('cpu_seconds') is None else '%.1f' % a['cpu_seconds']} (ratio {cpu})"))
-        table.append(("photo_edit", case, "calibrated sharpness / Resynthesizer's", f"{c['sharpness_share']:.2f}",
+        table.append((name, case, "calibrated sharpness / Resynthesizer's", f"{c['sharpness_share']:.2f}",
                       f">= {photo_edit.ANCHOR_SHARPNESS_SHARE:g}", _met(c["sharp_enough"]),
                       f"{cal['sharpness']:.2f} vs {a['sharpness']:.2f} (edit / photo region); Resynthesizer's "
                       f"outside the selection {'byte-identical' if a['outside_identical'] else 'CHANGED'}"))
     for s in photo_edit.summary(rows):
-        table.append(("photo_edit", f"{s['photo_size']} px photo, {s['from']} -> {s['to']} px sel.",
+        table.append((name, f"{s['photo_size']} px photo, {s['from']} -> {s['to']} px sel.",
                       f"{s['mode']}: time per selected pixel / at {s['from']} px", f"{s['ratio']:.2f}", "<= 1",
                       _met(s["ratio"] <= 1), f"{s['seconds'][0]:.1f} s -> {s['seconds'][1]:.1f} s; by CPU seconds "
                       f"{s['cpu_ratio']:.2f} ({s['cpu_seconds'][0]:.1f} -> {s['cpu_seconds'][1]:.1f})"
                       + ("; the largest crop was resampled (above the CPU's 2048 px)" if s["resampled"] else "")))
-    return rows, table, photo_edit.format_rows(rows)
+    return table
 
 
 def bench_poisson(quick: bool, threads: int | None):

@@ -51,9 +51,10 @@ ONLY: dict[str, tuple[str, ...]] = {
     "engine.collage": ("engine.generator", "engine.sites"),
     "engine.blend": ("engine.generator", "engine.sites", "engine.collage"),
     "engine.compose": ("engine.arrays",),
-    # the pipeline may take the bridge's typed requests (stdlib dataclasses shared by both ends)
-    "engine.edit": ("engine.arrays", "engine.generator", "engine.sites", "engine.tiles", "bridge.requests",
-                    "bridge.errors") + STAGES,
+    # the pipeline may take the bridge's typed requests (stdlib dataclasses shared by both ends) and asks the
+    # device module (a leaf) which precision the device computes natively
+    "engine.edit": ("engine.arrays", "engine.device", "engine.generator", "engine.sites", "engine.tiles",
+                    "bridge.requests", "bridge.errors") + STAGES,
     "bridge": (),
 }
 

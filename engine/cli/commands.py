@@ -366,7 +366,7 @@ def _photo_edit(args, b, kind: str, layers) -> int:
     latent = _load_latent(args.latent, b) if getattr(args, "latent", None) and os.path.isfile(args.latent) \
         else None
     try:
-        res = PhotoEditor(b, budgets=_budgets()).edit(
+        res = PhotoEditor(b, budgets=_budgets(), precision=getattr(args, "precision", "auto")).edit(
             photo, mask, region=region, swap=swap, blend=blend, reference=reference, reference_region=ref_region,
             source_class=source, steps=args.steps, poisson=not args.no_poisson,
             progress=progress_printer(args.quiet), latent=latent, mode=mode, scale=scale)
@@ -397,7 +397,7 @@ def cmd_project(args) -> int:
     b = load_bundle(args.model, args.device)
     photo = read_photo(args.input)
     region = parse_region(args.region)
-    ed = PhotoEditor(b, budgets=_budgets())
+    ed = PhotoEditor(b, budgets=_budgets(), precision=getattr(args, "precision", "auto"))
     try:
         ed.check(photo, None, None, None, ed.budgets)
         source = class_id(b, args.class_) if args.class_ is not None else None

@@ -15,6 +15,7 @@ from engine.cli.commands import (
     cmd_weights,
 )
 from engine.cli.demo import cmd_demo
+from engine.device import PRECISION_HELP, PRECISIONS
 from engine.cli.files import CLIError
 from engine.cli.serve import add_keys_arguments, add_serve_arguments, cmd_keys, cmd_serve
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--input", default=None, help="edit this photo instead of a generated image")
         p.add_argument("--region", default=None, help="x,y,w,h region of the photo (default: the mask's bounds)")
         p.add_argument("--steps", type=int, default=None,
-                       help="calibration steps (default: 5 at the crop's own size on fully convolutional models, "
+                       help="calibration steps (default: 3 at the crop's own size on fully convolutional models, "
                             "200 on fixed-size models)")
         p.add_argument("--mode", default="calibrated",
                        help="fast (the encoder's latent only) or calibrated (plus --steps calibration steps)")
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "model's own texture size; fully convolutional models only)")
         p.add_argument("--no-poisson", action="store_true", help="paste the raw crop instead of Poisson blending")
         p.add_argument("--latent", default=None, help="reuse a projection saved by `project --latent`")
+        p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help=PRECISION_HELP)
 
     p = sub.add_parser("swap", help="label swap (sCBN) inside a mask")
     common(p)

@@ -16,6 +16,7 @@ from bridge.protocol import DEFAULT_ADDRESS, DEFAULT_LIMITS, Limits, MiB
 from engine.serve.security import ServerConfigError
 from engine.edit.budgets import add_budget_arguments, budgets_from_args
 from engine.serve.server import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, DEFAULT_STALL_TIMEOUT, EngineServer
+from engine.device import PRECISION_HELP, PRECISIONS
 
 log = logging.getLogger("neural_collage.server")
 
@@ -44,6 +45,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, metavar="SECONDS",
                         help="a request that shows no progress for this long is answered with an error and the "
                              "worker restarted (default %(default)s; 0: never)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help=PRECISION_HELP)
     add_budget_arguments(parser)
     return parser
 
@@ -166,7 +169,7 @@ def engine_handler(args: argparse.Namespace):
     """The handler `neural-collage serve` runs: the engine on ``--model`` / ``--device``."""
     from engine.serve.handler import Engine
 
-    return Engine(args.model, args.device, budgets_from_args(args))
+    return Engine(args.model, args.device, budgets_from_args(args), getattr(args, "precision", "auto"))
 
 
 def cmd_serve(args) -> int:

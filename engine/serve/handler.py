@@ -26,7 +26,8 @@ BAD_INPUT = E_BAD_INPUT
 
 
 class Engine:
-    def __init__(self, model: str | None = None, device: str = "auto", budgets: Budgets | None = None):
+    def __init__(self, model: str | None = None, device: str = "auto", budgets: Budgets | None = None,
+                 precision: str = "auto"):
         from engine.models.registry import MissingWeights, load_model
 
         self.device = select_device(device)
@@ -36,7 +37,8 @@ class Engine:
         except MissingWeights as exc:
             raise EngineError(E_MODEL_MISSING, str(exc)) from None
         self.budgets = budgets or Budgets()
-        self.editor = PhotoEditor(self.bundle, budgets=self.budgets)
+        self.precision = precision
+        self.editor = PhotoEditor(self.bundle, budgets=self.budgets, precision=precision)
         self.names = self.bundle.class_names or self.bundle.generator.class_names()
         self._lock = threading.Lock()
 
@@ -46,6 +48,7 @@ class Engine:
         self = cls.__new__(cls)
         self.device, self.model_name, self.bundle = bundle.generator.device, name, bundle
         self.budgets = budgets or Budgets()
+        self.precision = "auto"
         self.editor = PhotoEditor(bundle, budgets=self.budgets)
         self.names = bundle.class_names or bundle.generator.class_names()
         self._lock = threading.Lock()
@@ -55,7 +58,7 @@ class Engine:
         """Called by the server when its watchdog replaced a stalled worker: the abandoned job may still hold the
         lock and the editor (its projection cache), so the next jobs get fresh ones (the model is shared)."""
         self._lock = threading.Lock()
-        self.editor = PhotoEditor(self.bundle, budgets=self.budgets)
+        self.editor = PhotoEditor(self.bundle, budgets=self.budgets, precision=self.precision)
 
     # -- cheap, main-thread ops --------------------------------------------------------------------------
     def hello(self) -> dict:
