@@ -464,12 +464,15 @@ class BlendParams:
         Param("shift", SHIFT_KIND, required=True, doc="reference content at p lands at p + shift"),
         Param("reference_class", CLASS, doc="class of the reference; null = found by the engine"),
         Param("layer_strengths", LAYER_STRENGTHS, doc="one strength per blend site; null = all 1"),
+        Param("match_colours", BOOL, doc="true or null (the default): the reference's colours inside the selection "
+                                         "and the photo's around it; false: the model's colours"),
     )
     strength: float = 1.0
     layers: str | list[int] = "all"
     shift: tuple[int, int] = (0, 0)
     reference_class: str | int | None = None
     layer_strengths: list[float] | None = None
+    match_colours: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_params(self) -> dict[str, Any]:

@@ -167,6 +167,7 @@ def test_photo_edit_bench_rows(tiny_bundle, tmp_path):
     assert {(r["source"], r["target"]) for r in blends} == {("grass", "gravel"), ("gravel", "rock")}
     assert rows[-1] == {"bench": "photo_edit", "anchor": "not run (anchor=False)"}
     assert "sharp" in photo_edit.format_rows(rows) and len(list(tmp_path.glob("*.png"))) == 8
+    assert all(r["device"] == "cpu" and r["precision"] in ("float32", "bfloat16") for r in cases)
 
 
 def test_photo_edit_bench_big_photo_and_linearity(tiny_bundle):
@@ -219,6 +220,32 @@ def test_run_all_photo_edit_rows(tiny_bundle, monkeypatch):
     assert [r[2] for r in table[-2:]] == ["fast: time per selected pixel / at 48 px",
                                           "calibrated: time per selected pixel / at 48 px"]
     assert "Resynthesizer" in detail
+
+
+def test_run_all_adds_a_gpu_table_when_cuda_is_present(tiny_bundle, monkeypatch):
+    """On a machine with CUDA, run_all's photo_edit part runs the same cases again on the GPU (absolute times, no
+    anchor), labelled "photo_edit (cuda)" (faked here: the run itself is the CPU's)."""
+    import torch
+
+    import bench.run_all as ra
+    from bench import photo_edit
+
+    real = photo_edit.run
+    calls = []
+
+    def fake(quick, device="cpu", anchor=True):
+        calls.append((device, anchor))
+        return real(quick=True, bundle=tiny_bundle, sizes=(48,), big=False, photo_size=160, ops=("swap",),
+                    anchor=False)
+
+    monkeypatch.setattr(photo_edit, "run", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    raw, table, detail = ra.bench_photo_edit(True, 1)
+    assert calls == [("cpu", True), ("cuda", False)]
+    names = [r[0] for r in table]
+    assert names.count("photo_edit") == names.count("photo_edit (cuda)") > 0
+    assert "On Fake GPU:" in detail and len(raw) == 2 * (2 * 2 + 1)  # per run: 2 targets x 2 modes, the anchor row
 
 
 def test_preview_latency_quick(tiny_bundle):

@@ -362,7 +362,7 @@ def _photo_edit(args, b, kind: str, layers) -> int:
         if ref_region is None and reference.shape[:2] != (h, w):
             raise CLIError("the reference photo has another size: give --ref-region x,y,w,h")
         blend = BlendSpec(check_strength(args.strength[0] if args.strength else 1.0), layers, parse_shift(args.shift),
-                          layer_strengths)
+                          layer_strengths, not getattr(args, "model_colours", False))
     latent = _load_latent(args.latent, b) if getattr(args, "latent", None) and os.path.isfile(args.latent) \
         else None
     try:

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one strength in [0, 1] per blend site, e.g. 1,1,0.5,0 (default all 1)")
     p.add_argument("--ref", default=None, help="reference photo")
     p.add_argument("--ref-region", default=None, help="x,y,w,h region of the reference photo")
+    p.add_argument("--model-colours", action="store_true",
+                   help="keep the model's colours (default: the reference's colours inside the selection, the "
+                        "photo's around it)")
     photo_opts(p)
     p.set_defaults(fn=cmd_blend)
     p = sub.add_parser("project", help="project a photo region onto the model (manifold projection)")

@@ -16,6 +16,7 @@ import torch
 
 from engine.arrays import PHOTO_DTYPES, mask_weights, plane, split_alpha
 from engine.blend.feature import Reference, blend_site_weights
+from engine.compose.colour import match_colours, shifted_pixels
 from engine.compose.compose import compose
 from engine.edit.budgets import BudgetError, Budgets, check_finite
 from engine.edit.crops import Crop, CropError, region_from_mask
@@ -72,6 +73,7 @@ class BlendSpec:
     layers: object = "all"
     shift: tuple[int, int] = (0, 0)  # image-space: reference content at p lands at p + shift
     layer_strengths: list[float] | None = None  # one per blend site, in [0, 1]; None = all ones
+    match_colours: bool = True  # the reference's colours inside (engine/compose/colour.py); False: the model's
 
 
 @dataclass
@@ -296,10 +298,11 @@ class PhotoEditor:
         m = torch.from_numpy(crop.mask_to_crop(soft, R)).to(dev)
         z, cls = proj.z, proj.class_id
         regions = self.label_regions(swap, m, crop, R, soft.shape)
-        ref = None
+        ref = colours = None
         if blend is not None:
-            ref = self.reference(blend, reference, reference_region, reference_class, crop, R, m, soft.shape, steps,
-                                 cache_key, progress)
+            ref, xr = self.reference(blend, reference, reference_region, reference_class, crop, R, m, soft.shape,
+                                     steps, cache_key, progress)
+            colours = self.colour_target(blend, xr, crop.mask_to_crop(soft, R), ref.shift)
         t["projection"] = time.perf_counter() - t0
         # collage | blend
         t0 = time.perf_counter()
@@ -308,9 +311,42 @@ class PhotoEditor:
             out_t = op.apply(self.G, z)
             recon_t = self.projector.generate(z, cls) if return_recon else None
         t["render"] = time.perf_counter() - t0
-        result, recon = self.compose_both(image, crop, out_t, recon_t, channels, soft, poisson, t)
+        result, recon = self.compose_both(image, crop, out_t, recon_t, channels, soft, poisson, t, colours, m)
         return EditResult(result, recon, cls, float(proj.loss), ref.class_id if ref is not None else None, mode,
                           1.0, crop.side, R, t)
+
+    @staticmethod
+    def take_colours(edited: np.ndarray, image: np.ndarray, crop: Crop, colours: tuple[np.ndarray, float],
+                     mm: np.ndarray, shown) -> np.ndarray:
+        """The colour step of a feature blend (engine/compose/colour.py): the reference's colours where the
+        reference shows (weight w x mask), the photo's where the photo's stream does (1 - w x mask)."""
+        ref_px, w = colours
+        R = edited.shape[0]
+        photo = crop.extract(image, R)  # the photo's colour channels, as many as the edit's
+        around = mm <= 0.0
+        if shown is not None:
+            y0, y1, x0, x1 = shown
+            box = np.zeros_like(around)
+            box[y0:y1, x0:x1] = True
+            around &= box
+        wr = w * mm
+        return match_colours(edited, [(edited[mm >= 0.5], ref_px, wr), (edited[around], photo[around], 1.0 - wr)])
+
+    def colour_target(self, blend: BlendSpec, xr: torch.Tensor, mask: np.ndarray,
+                      shift: tuple[int, int]) -> tuple[np.ndarray, float] | None:
+        """What a feature blend's colours are matched to (engine/compose/colour.py): the reference pixels whose
+        features land in the selection (``mask``, the selection in the crop at the size of ``xr``, the reference
+        crop as the model saw it; ``shift`` at that size) and the blend's weight at its last site (the share of
+        the reference the result shows).  None: the model's colours (``match_colours`` False, or a blend that
+        leaves the last site to the base)."""
+        if not blend.match_colours:
+            return None
+        last = self.G.blend_sites()[-1].index
+        w = blend_site_weights(self.G, blend.layers, blend.strength, blend.layer_strengths).get(last, 0.0)
+        if w <= 0.0:
+            return None
+        ref01 = (xr[0].detach().float().permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0
+        return shifted_pixels(ref01, mask, shift), float(w)
 
     def base_shows(self, blend: BlendSpec | None) -> bool:
         """Whether the base stream (the photo's own latent) shows inside the selection.  Not when a feature blend
@@ -424,6 +460,10 @@ class PhotoEditor:
             raise EditError(f"the saved latent is {latent.z.shape[-1] * g} px but this crop needs {Sc} px: "
                             f"project the same region again")
         rkey = None if cache_key is None else cache_key + ":reference"
+        colours = None
+        if xr is not None:
+            colours = self.colour_target(blend, xr, crop.mask_to_crop(soft, Sc),
+                                         (int(round(blend.shift[0] * Sc / S)), int(round(blend.shift[1] * Sc / S))))
         t0 = time.perf_counter()
         base = ref = None
         if preview is not None and mode == "calibrated" and latent is None:
@@ -432,7 +472,7 @@ class PhotoEditor:
                 ref = self.full_project(xr, reference_class, "fast", 0, rkey, progress, "reference projection")
             t["projection"] = time.perf_counter() - t0
             preview(self._finish_full(image, soft, crop, base, ref, swap, blend, regions, m, R, S, channels,
-                                      poisson, False, progress, "fast", scale, dict(t), True))
+                                      poisson, False, progress, "fast", scale, dict(t), True, colours))
             t0 = time.perf_counter()
         # crops above WINDOW_MIN px calibrate and render only the selection's box (with context): see render()
         win = window_of(torch.from_numpy(crop.mask_to_crop(soft, Sc)), g) if Sc > WINDOW_MIN else None
@@ -449,10 +489,10 @@ class PhotoEditor:
         if base_mode != mode and rproj is not None:  # the calibrated stream's loss is the edit's
             proj = replace(proj, loss=rproj.loss)
         return self._finish_full(image, soft, crop, proj, rproj, swap, blend, regions, m, R, S, channels, poisson,
-                                 return_recon, progress, mode, scale, t, False)
+                                 return_recon, progress, mode, scale, t, False, colours)
 
     def _finish_full(self, image, soft, crop, proj, rproj, swap, blend, regions, m, R, S, channels, poisson,
-                     return_recon, progress, mode, scale, t, is_preview) -> EditResult:
+                     return_recon, progress, mode, scale, t, is_preview, colours=None) -> EditResult:
         """Render the edit of ``proj`` (and the reference ``rproj``) at R px and compose it into the photo."""
         g = grid_of(self.G)
         cells = (R // g, R // g)
@@ -467,16 +507,24 @@ class PhotoEditor:
         out_t = render(self.G, z, op, tile=self.tile, progress=progress, window=win)
         recon_t = render(self.G, z, EditOp(proj.class_id), tile=self.tile, window=win) if return_recon else None
         t["render"] = time.perf_counter() - t0
-        result, recon = self.compose_both(image, crop, out_t, recon_t, channels, soft, poisson, t)
+        result, recon = self.compose_both(image, crop, out_t, recon_t, channels, soft, poisson, t, colours, m, win)
         loss = float(proj.loss) if proj.loss is not None else math.nan
         return EditResult(result, recon, proj.class_id, loss, rproj.class_id if rproj is not None else None, mode,
                           scale, S, R, t, is_preview)
 
-    def compose_both(self, image, crop, out_t, recon_t, channels, soft, poisson, t):
+    def compose_both(self, image, crop, out_t, recon_t, channels, soft, poisson, t, colours=None, m=None,
+                     shown=None):
         """The compose stage of both paths: the edit (Poisson-blended or pasted) and, when rendered, the
-        reconstruction (pasted) put back into the photo, timed into ``t['compose']``, checked to be finite."""
+        reconstruction (pasted) put back into the photo, timed into ``t['compose']``, checked to be finite.
+        ``colours`` (from :meth:`colour_target`): first the edit takes the reference's colours inside the
+        selection ``m`` (at the render size; weight m x the blend's weight at its last site) and the photo's
+        colours where the photo's own stream shows (the rest of the weight), the latter fitted on the rendered
+        pixels outside the selection (``shown``: the rendered box (y0, y1, x0, x1), None: all)."""
         t0 = time.perf_counter()
-        result = self.compose(image, crop, from_model_output(out_t, channels), soft, poisson)
+        edited = from_model_output(out_t, channels)
+        if colours is not None:
+            edited = self.take_colours(edited, image, crop, colours, m.detach().float().cpu().numpy(), shown)
+        result = self.compose(image, crop, edited, soft, poisson)
         recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) \
             if recon_t is not None else None
         t["compose"] = time.perf_counter() - t0
@@ -561,7 +609,8 @@ class PhotoEditor:
                   progress: Progress | None) -> Reference:
         """The feature blend's reference stream: the reference photo's region (``reference_region``, else the
         edit's own crop of a photo of the same size) projected, its feature going into the selection ``m`` moved
-        by the blend's shift (image pixels, scaled to the crop's resolution)."""
+        by the blend's shift (image pixels, scaled to the crop's resolution), and the reference crop as the model
+        saw it (for its colours)."""
         ref_img = np.asarray(reference)
         rcrop = self.reference_crop(ref_img, reference_region, crop, shape)
         self.budgets.check_crop(rcrop.side, "reference region")
@@ -570,7 +619,7 @@ class PhotoEditor:
         rproj = self.project(xr, reference_class, steps, rkey, progress, stage="reference projection")
         scale = R / crop.side
         shift = (int(round(blend.shift[0] * scale)), int(round(blend.shift[1] * scale)))
-        return Reference(rproj.z, rproj.class_id, m, shift)
+        return Reference(rproj.z, rproj.class_id, m, shift), xr
 
     def reference_crop(self, reference: np.ndarray, reference_region, crop: Crop, shape: tuple[int, int],
                        max_context: int | None = None) -> Crop:

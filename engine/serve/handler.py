@@ -115,7 +115,8 @@ class Engine:
 
     def _blend_spec(self, p: BlendParams) -> BlendSpec:
         layers = self._layers(p.layers, len(self.bundle.generator.blend_sites()), "blend site")
-        return BlendSpec(float(p.strength), layers, (int(p.shift[0]), int(p.shift[1])), p.layer_strengths)
+        return BlendSpec(float(p.strength), layers, (int(p.shift[0]), int(p.shift[1])), p.layer_strengths,
+                         p.match_colours is not False)
 
     def run(self, op: str, params: dict, arrays: dict[str, np.ndarray], job) -> tuple[dict, dict]:
         req = parse_request(op, params, arrays)  # bad_request (EngineError) for what the bridge refuses

@@ -242,6 +242,18 @@ def test_what_the_plugin_sends_is_what_it_sent_before():
     assert set(arrays) == {"image", "mask", "reference", "reference_mask"}
 
 
+def test_blend_match_colours_is_optional_and_a_bool():
+    """Absent (the plug-in's requests): the engine's default, the reference's colours; false keeps the model's."""
+    base = {"strength": 1.0, "layers": "all", "shift": [0, 0]}
+    arrays = {"image": IMG, "mask": MASK, "reference": REF}
+    top = {"poisson": True, "swap": None}
+    assert parse_request("edit", {**top, "blend": base}, arrays).blend.match_colours is None
+    assert parse_request("edit", {**top, "blend": {**base, "match_colours": False}},
+                         arrays).blend.match_colours is False
+    with pytest.raises(ProtocolError, match="match_colours"):
+        parse_request("edit", {**top, "blend": {**base, "match_colours": "no"}}, arrays)
+
+
 def test_from_wire_takes_numpy_arrays_as_the_engine_does():
     img = np.zeros((4, 6, 3), np.uint16)
     mask = np.ones((4, 6), np.float32)

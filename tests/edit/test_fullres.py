@@ -301,6 +301,27 @@ def test_a_full_blend_calibrates_only_the_reference(bundle, photo, blend, base_c
     assert np.array_equal(res.image[mask == 0], img[mask == 0])
 
 
+@pytest.mark.parametrize("crop_px", [128, 300])  # a crop rendered whole, and one rendered in its window
+def test_a_blend_takes_the_reference_colours(bundle, photo, crop_px):
+    """A grey photo with a grey reference: the feature blend comes back grey (the model alone paints the pebbles'
+    class in its own colours, and Poisson blending carried the step from the reconstruction's colours into the
+    photo); with match_colours False the model's colours stay.  Outside the selection: the photo, byte for
+    byte."""
+    grey = np.repeat((photo[:600, :600] @ np.array([0.299, 0.587, 0.114]))[:, :, None], 3, 2).astype(np.uint8)
+    img, ref = grey[:crop_px + 100, :crop_px + 100], np.ascontiguousarray(grey[-(crop_px + 100):, -(crop_px + 100):])
+    c, r = (crop_px + 100) // 2, int(crop_px / 1.5) // 2
+    mask = ellipse_mask(crop_px + 100, crop_px + 100, c, c, r, r)
+    ed = PhotoEditor(bundle)
+    spread = {}
+    for match in (True, False):
+        res = ed.edit(img, mask, blend=BlendSpec(strength=1.0, match_colours=match), reference=ref, source_class=1,
+                      reference_class=1, mode="fast")
+        inside = res.image[mask >= 1].astype(int)
+        spread[match] = float(np.ptp(inside, axis=1).mean())  # 0 for grey pixels
+        assert np.array_equal(res.image[mask == 0], img[mask == 0])
+    assert spread[True] <= 3.0 and spread[False] >= 4 * max(spread[True], 1.0), spread
+
+
 def test_bf16_work_precision(bundle, photo):
     """precision "bfloat16" (the default on CPUs and GPUs that compute it natively): the encoder and the calibration
     steps run in bf16, the render in float32.  The calibrated latent's float32 loss stays within 2 % of the
@@ -431,6 +452,10 @@ def test_fixed_size_models_work_as_before_and_say_the_crop_was_resampled():
     assert np.array_equal(res.image[mask == 0], img[mask == 0])
     with pytest.raises(EditError, match="texture scale needs a fully convolutional model"):
         ed.edit(img, mask, swap=SwapSpec(1), source_class=0, steps=1, scale=2)
+    grey = np.repeat(img[:, :, :1], 3, 2)  # a feature blend here too takes the (grey) reference's colours
+    res = ed.edit(img, mask, blend=BlendSpec(), reference=grey, source_class=0, reference_class=1, steps=1)
+    assert res.resampled and np.array_equal(res.image[mask == 0], img[mask == 0])
+    assert np.ptp(res.image[mask >= 1].astype(int), axis=1).mean() < np.ptp(img[mask >= 1].astype(int), axis=1).mean()
     assert not EditResult(np.zeros((4, 4, 3), np.uint8), None, 0, 0.1, crop_size=256, render_size=256).resampled
 
 
