@@ -40,15 +40,19 @@ def linear_transfer(src: np.ndarray, dst: np.ndarray, eps: float = EPS) -> tuple
     return A, dst.mean(0) - A @ src.mean(0)
 
 
-def match_colours(edited01: np.ndarray, transfers: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+def match_colours(edited01: np.ndarray, transfers: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """``edited01`` [H, W, C] in [0, 1] with each transfer applied with its weight: ``transfers`` holds
     (source pixels [N, C], target pixels [M, C], weight [H, W] in [0, 1]); the linear transfer from the source's
     to the target's colour statistics (:func:`linear_transfer`) moves every pixel by weight x (A p + t - p), all
-    fitted on the unmoved colours; the result is clipped to [0, 1].  A transfer with fewer than 16 pixels on
-    either side is skipped.  Target pixels of another channel count are converted (luma, or grey repeated)."""
+    fitted on the unmoved colours; the result is clipped to [0, 1].  ``box`` (y0, y1, x0, x1): only the pixels
+    there are moved (the rest is returned as it was: what compositing will not read).  A transfer with fewer
+    than 16 pixels on either side is skipped.  Target pixels of another channel count are converted (luma, or
+    grey repeated)."""
     c = edited01.shape[2]
-    base = edited01.astype(np.float64)
-    out = base.copy()
+    y0, y1, x0, x1 = box if box is not None else (0, edited01.shape[0], 0, edited01.shape[1])
+    part = edited01[y0:y1, x0:x1].astype(np.float32)
+    moved = part.copy()
     for src, dst, weight in transfers:
         src = np.asarray(src).reshape(len(src), -1)
         dst = np.asarray(dst).reshape(len(dst), -1)
@@ -57,8 +61,11 @@ def match_colours(edited01: np.ndarray, transfers: list[tuple[np.ndarray, np.nda
         if dst.shape[1] != c:  # grey photo and colour reference, or the reverse
             dst = (dst @ np.array([0.299, 0.587, 0.114]))[:, None] if c == 1 else np.repeat(dst[:, :1], c, 1)
         A, t = linear_transfer(src, dst)
-        out += np.asarray(weight, np.float64)[:, :, None] * (base @ A.T + t - base)
-    return np.clip(out, 0.0, 1.0).astype(edited01.dtype, copy=False)
+        w = np.asarray(weight, np.float32)[y0:y1, x0:x1, None]
+        moved += w * (part @ (A.T - np.eye(c)).astype(np.float32) + t.astype(np.float32))
+    out = edited01.copy()
+    out[y0:y1, x0:x1] = np.clip(moved, 0.0, 1.0)
+    return out
 
 
 def shifted_pixels(reference01: np.ndarray, mask: np.ndarray, shift: tuple[int, int],

@@ -330,7 +330,13 @@ class PhotoEditor:
             box[y0:y1, x0:x1] = True
             around &= box
         wr = w * mm
-        return match_colours(edited, [(edited[mm >= 0.5], ref_px, wr), (edited[around], photo[around], 1.0 - wr)])
+        rows, cols = np.flatnonzero((mm > 0).any(1)), np.flatnonzero((mm > 0).any(0))
+        if not rows.size:
+            return edited
+        # only the selection's pixels and their neighbours reach the photo (Poisson reads one pixel beyond)
+        box = (max(0, rows[0] - 2), min(R, rows[-1] + 3), max(0, cols[0] - 2), min(edited.shape[1], cols[-1] + 3))
+        return match_colours(edited, [(edited[mm >= 0.5], ref_px, wr), (edited[around], photo[around], 1.0 - wr)],
+                             box)
 
     def colour_target(self, blend: BlendSpec, xr: torch.Tensor, mask: np.ndarray,
                       shift: tuple[int, int]) -> tuple[np.ndarray, float] | None:

@@ -94,12 +94,37 @@ def _init_block(block: nn.Module) -> None:
         nn.init.zeros_(block.c_sc.bias)
 
 
+def conv2d_reflect1(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: int = 1) -> torch.Tensor:
+    """``F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), w, b, stride)`` without the padded copy of ``x``.
+
+    The convolution runs with zero padding (which the backend does in place), then the one output row and column
+    on each side whose window reaches the padding are computed again from a thin reflect-padded strip of ``x``.
+    The same numbers (float rounding aside) and gradients; the padded copy of a 128-channel 592 px map alone took
+    47 ms, and all of them 0.38 s of a 2 s feature blend at 512 px.  [B, C, H, W] with H, W >= 4."""
+    k = w.shape[-1]
+    H, W = x.shape[-2:]
+    y = F.conv2d(x, w, b, stride, 1)
+    oh, ow = y.shape[-2:]
+    rh, rw = stride * (oh - 1) - 1, stride * (ow - 1) - 1  # first input row / column of the last output's window
+    y[..., :1, :] = F.conv2d(F.pad(x[..., :k - 1, :], (1, 1, 1, 0), mode="reflect"), w, b, stride)[..., :1, :]
+    y[..., :, :1] = F.conv2d(F.pad(x[..., :, :k - 1], (1, 0, 1, 1), mode="reflect"), w, b, stride)[..., :, :1]
+    if rh + k > H:  # the last row's window reaches the bottom padding
+        y[..., -1:, :] = F.conv2d(F.pad(x[..., rh:, :], (1, 1, 0, 1), mode="reflect"), w, b, stride)[..., -1:, :]
+    if rw + k > W:
+        y[..., :, -1:] = F.conv2d(F.pad(x[..., :, rw:], (0, 1, 1, 1), mode="reflect"), w, b, stride)[..., :, -1:]
+    return y
+
+
 class PadConv2d(nn.Conv2d):
-    """nn.Conv2d whose non-zero padding falls back to "replicate" on maps too small to reflect (1 px)."""
+    """nn.Conv2d whose non-zero padding falls back to "replicate" on maps too small to reflect (1 px); a 1 px
+    reflect padding is computed without a padded copy (:func:`conv2d_reflect1`)."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if self.padding_mode == "zeros":
             return super()._conv_forward(x, weight, bias)
+        if (self.padding_mode == "reflect" and self.padding == (1, 1) and self.dilation == (1, 1)
+                and self.groups == 1 and self.stride[0] == self.stride[1] and min(x.shape[-2:]) >= 4):
+            return conv2d_reflect1(x, weight, bias, self.stride[0])
         mode = self.padding_mode if min(x.shape[-2:]) > max(self.padding) else "replicate"
         x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
         return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
@@ -120,6 +145,8 @@ def conv_then_avgpool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     k4 = k4 * 0.25
     if conv.padding_mode == "zeros":
         return F.conv2d(x, k4, conv.bias, stride=2, padding=1)
+    if conv.padding_mode == "reflect" and min(x.shape[-2:]) >= 4:
+        return conv2d_reflect1(x, k4, conv.bias, stride=2)
     mode = conv.padding_mode if min(x.shape[-2:]) > 1 else "replicate"
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=mode), k4, conv.bias, stride=2)
 

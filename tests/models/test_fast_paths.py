@@ -1,11 +1,11 @@
 """The exact rewrites that make the default model's encoder and generator cheaper on the CPU give the same
 numbers as the plain formulas (engine/models/sngan.py: conv_then_avgpool, the shortcut's 1x1 conv before
-up-sampling)."""
+up-sampling, reflect padding without a padded copy)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.models.sngan import EncBlock, GenBlock, _avgpool, _upsample, conv_then_avgpool, gen_conv
+from engine.models.sngan import EncBlock, GenBlock, _avgpool, _upsample, conv2d_reflect1, conv_then_avgpool, gen_conv
 from engine.generator import CollageContext
 
 
@@ -27,6 +27,28 @@ def test_encoder_block_equals_conv_then_pool(padding, hw):
         out = blk(x)
     assert out.shape == ref.shape == (2, 12, hw[0] // 2, hw[1] // 2)
     assert (out - ref).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("k, stride", [(3, 1), (4, 2)])  # the 3x3 convolutions and conv_then_avgpool's 4x4
+@pytest.mark.parametrize("hw", [(4, 4), (5, 7), (8, 9), (33, 20)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_reflect_padding_without_a_copy(k, stride, hw, layout):
+    """conv2d_reflect1 = F.conv2d(F.pad(x, 1, reflect)) in values and in gradients (float64: to 1e-12), on
+    even and odd sizes and in both memory layouts; PadConv2d uses it."""
+    torch.manual_seed(2)
+    x = torch.randn(2, 5, *hw, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
+    w = torch.randn(6, 5, k, k, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    ref = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), w, b, stride)
+    got = conv2d_reflect1(x, w, b, stride)
+    assert got.shape == ref.shape and (got - ref).abs().max().item() < 1e-12
+    g = torch.randn_like(ref)
+    for a, c in zip(torch.autograd.grad((ref * g).sum(), (x, w, b)), torch.autograd.grad((got * g).sum(), (x, w, b))):
+        assert (a - c).abs().max().item() < 1e-12
+    conv = gen_conv(5, 6, 3, "reflect").double()
+    with torch.no_grad():
+        plain = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), conv.weight, conv.bias)
+        assert (conv(x) - plain).abs().max().item() < 1e-12
 
 
 def test_conv_then_avgpool_gradients_match():
