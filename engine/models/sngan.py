@@ -100,7 +100,9 @@ def conv2d_reflect1(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, st
     The convolution runs with zero padding (which the backend does in place), then the one output row and column
     on each side whose window reaches the padding are computed again from a thin reflect-padded strip of ``x``.
     The same numbers (float rounding aside) and gradients; the padded copy of a 128-channel 592 px map alone took
-    47 ms, and all of them 0.38 s of a 2 s feature blend at 512 px.  [B, C, H, W] with H, W >= 4."""
+    47 ms, and all of them 0.38 s of a 2 s feature blend at 512 px.  [B, C, H, W] with H, W >= 4.  The layers
+    use it without autograd only (encoder, rendering): in a calibration step the strips' extra backward work and
+    the in-place writes made a 512 px step slower than the copy."""
     k = w.shape[-1]
     H, W = x.shape[-2:]
     y = F.conv2d(x, w, b, stride, 1)
@@ -123,7 +125,8 @@ class PadConv2d(nn.Conv2d):
         if self.padding_mode == "zeros":
             return super()._conv_forward(x, weight, bias)
         if (self.padding_mode == "reflect" and self.padding == (1, 1) and self.dilation == (1, 1)
-                and self.groups == 1 and self.stride[0] == self.stride[1] and min(x.shape[-2:]) >= 4):
+                and self.groups == 1 and self.stride[0] == self.stride[1] and min(x.shape[-2:]) >= 4
+                and not torch.is_grad_enabled()):
             return conv2d_reflect1(x, weight, bias, self.stride[0])
         mode = self.padding_mode if min(x.shape[-2:]) > max(self.padding) else "replicate"
         x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
@@ -145,7 +148,7 @@ def conv_then_avgpool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     k4 = k4 * 0.25
     if conv.padding_mode == "zeros":
         return F.conv2d(x, k4, conv.bias, stride=2, padding=1)
-    if conv.padding_mode == "reflect" and min(x.shape[-2:]) >= 4:
+    if conv.padding_mode == "reflect" and min(x.shape[-2:]) >= 4 and not torch.is_grad_enabled():
         return conv2d_reflect1(x, k4, conv.bias, stride=2)
     mode = conv.padding_mode if min(x.shape[-2:]) > 1 else "replicate"
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=mode), k4, conv.bias, stride=2)

@@ -46,9 +46,10 @@ def test_reflect_padding_without_a_copy(k, stride, hw, layout):
     for a, c in zip(torch.autograd.grad((ref * g).sum(), (x, w, b)), torch.autograd.grad((got * g).sum(), (x, w, b))):
         assert (a - c).abs().max().item() < 1e-12
     conv = gen_conv(5, 6, 3, "reflect").double()
-    with torch.no_grad():
+    with torch.no_grad():  # PadConv2d takes this path without autograd (and the padded copy with it)
         plain = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), conv.weight, conv.bias)
         assert (conv(x) - plain).abs().max().item() < 1e-12
+    assert (conv(x) - plain).abs().max().item() < 1e-12
 
 
 def test_conv_then_avgpool_gradients_match():
