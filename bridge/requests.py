@@ -416,12 +416,15 @@ class SwapParams:
         Param("strength", UNIT, required=True, doc=STRENGTH.what),
         Param("layers", LAYERS, required=True, doc="scope: generator layers the class acts on"),
         Param("layer_strengths", LAYER_STRENGTHS, doc="one strength per sCBN layer; null = all 1"),
+        Param("match_colours", BOOL, doc="true or null (the default): the photo's colour rendition, fitted around "
+                                         "the selection; false: the model's colours"),
     )
     target: str | int
     strength: float = 1.0
     layers: str | list[int] = "all"
     labels: list[Label] = field(default_factory=list)
     layer_strengths: list[float] | None = None
+    match_colours: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_params(self) -> dict[str, Any]:

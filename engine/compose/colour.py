@@ -54,10 +54,10 @@ def match_colours(edited01: np.ndarray, transfers: list[tuple[np.ndarray, np.nda
     part = edited01[y0:y1, x0:x1].astype(np.float32)
     moved = part.copy()
     for src, dst, weight in transfers:
+        if len(src) < 16 or len(dst) < 16:  # e.g. a selection of the whole photo: nothing around it to fit on
+            continue
         src = np.asarray(src).reshape(len(src), -1)
         dst = np.asarray(dst).reshape(len(dst), -1)
-        if len(src) < 16 or len(dst) < 16:
-            continue
         if dst.shape[1] != c:  # grey photo and colour reference, or the reverse
             dst = (dst @ np.array([0.299, 0.587, 0.114]))[:, None] if c == 1 else np.repeat(dst[:, :1], c, 1)
         A, t = linear_transfer(src, dst)

@@ -65,6 +65,7 @@ class SwapSpec:
     layers: object = "all"
     labels: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # (class, photo-space map, strength)
     layer_strengths: list[float] | None = None  # one per sCBN layer, in [0, 1]; None = all ones
+    match_colours: bool = True  # the photo's colour rendition (engine/compose/colour.py); False: the model's
 
 
 @dataclass
@@ -303,6 +304,8 @@ class PhotoEditor:
             ref, xr = self.reference(blend, reference, reference_region, reference_class, crop, R, m, soft.shape,
                                      steps, cache_key, progress)
             colours = self.colour_target(blend, xr, crop.mask_to_crop(soft, R), ref.shift)
+        elif swap is not None and swap.match_colours:
+            colours = (None, 0.0)
         t["projection"] = time.perf_counter() - t0
         # collage | blend
         t0 = time.perf_counter()
@@ -316,10 +319,13 @@ class PhotoEditor:
                           1.0, crop.side, R, t)
 
     @staticmethod
-    def take_colours(edited: np.ndarray, image: np.ndarray, crop: Crop, colours: tuple[np.ndarray, float],
+    def take_colours(edited: np.ndarray, image: np.ndarray, crop: Crop, colours: tuple[np.ndarray | None, float],
                      mm: np.ndarray, shown) -> np.ndarray:
-        """The colour step of a feature blend (engine/compose/colour.py): the reference's colours where the
-        reference shows (weight w x mask), the photo's where the photo's stream does (1 - w x mask)."""
+        """The colour step (engine/compose/colour.py).  A feature blend: the reference's colours where the
+        reference shows (weight w x mask), the photo's where the photo's stream does (1 - w x mask).  A label swap
+        (no reference pixels, w = 0): the photo's colour rendition everywhere - the transfer from the
+        reconstruction's colours to the photo's, fitted around the selection, applied to the new class too (a
+        grey photo's gravel comes out grey, not in the model's colours shifted by the reconstruction's error)."""
         ref_px, w = colours
         R = edited.shape[0]
         photo = crop.extract(image, R)  # the photo's colour channels, as many as the edit's
@@ -335,8 +341,10 @@ class PhotoEditor:
             return edited
         # only the selection's pixels and their neighbours reach the photo (Poisson reads one pixel beyond)
         box = (max(0, rows[0] - 2), min(R, rows[-1] + 3), max(0, cols[0] - 2), min(edited.shape[1], cols[-1] + 3))
-        return match_colours(edited, [(edited[mm >= 0.5], ref_px, wr), (edited[around], photo[around], 1.0 - wr)],
-                             box)
+        transfers = [(edited[around], photo[around], 1.0 - wr)]
+        if ref_px is not None:
+            transfers.insert(0, (edited[mm >= 0.5], ref_px, wr))
+        return match_colours(edited, transfers, box)
 
     def colour_target(self, blend: BlendSpec, xr: torch.Tensor, mask: np.ndarray,
                       shift: tuple[int, int]) -> tuple[np.ndarray, float] | None:
@@ -470,6 +478,8 @@ class PhotoEditor:
         if xr is not None:
             colours = self.colour_target(blend, xr, crop.mask_to_crop(soft, Sc),
                                          (int(round(blend.shift[0] * Sc / S)), int(round(blend.shift[1] * Sc / S))))
+        elif swap is not None and swap.match_colours:
+            colours = (None, 0.0)  # a label swap: the photo's colour rendition only
         t0 = time.perf_counter()
         base = ref = None
         if preview is not None and mode == "calibrated" and latent is None:

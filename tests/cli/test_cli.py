@@ -148,3 +148,17 @@ def test_photo_swap_fast_mode_and_scale(tmp_path, capsys):
     assert code == 0, err
     assert "fast" in out and "rendered at the crop's" in out and "not measured" in out
     assert np.asarray(Image.open(o)).shape == (96, 96, 3)
+
+
+def test_model_colours_and_precision_options():
+    """--model-colours (swap and blend: keep the model's colours) and --precision (auto, float32, bfloat16) reach
+    the edit; a bad precision is refused by the parser."""
+    from engine.cli.parser import build_parser
+
+    ap = build_parser()
+    for cmd in ("swap", "blend"):
+        args = ap.parse_args([cmd, "-o", "out.png", "--model-colours", "--precision", "float32"])
+        assert args.model_colours and args.precision == "float32"
+        assert not ap.parse_args([cmd, "-o", "out.png"]).model_colours
+    with pytest.raises(SystemExit):
+        ap.parse_args(["swap", "-o", "out.png", "--precision", "half"])

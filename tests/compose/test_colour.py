@@ -34,6 +34,7 @@ def test_match_colours_weights_grey_target_and_small_sides():
     lum = img[:, 20:].reshape(-1, 3) @ [0.299, 0.587, 0.114]
     assert np.corrcoef(lum, inside[:, 0])[0, 1] > 0.5  # the texture is kept, only its colours move
     assert np.array_equal(match_colours(img, [(img[:3, :3].reshape(-1, 3), grey, w)]), img)  # < 16 pixels: skipped
+    assert np.array_equal(match_colours(img, [(np.zeros((0, 3)), grey, w)]), img)  # none (all selected): skipped
     one = match_colours(img[:, :, :1], [(img[:, 20:, :1].reshape(-1, 1), grey, w)])  # a grey photo, colour target
     assert one.shape == (40, 40, 1) and abs(one[:, 20:].mean() - grey.mean()) < 0.01
 

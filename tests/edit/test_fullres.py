@@ -44,7 +44,7 @@ def test_full_resolution_128px_crop_equals_the_old_pipeline(bundle, photo):
     img = photo[:300, :300]
     mask = np.zeros(img.shape[:2], np.float32)
     mask[100:185, 100:185] = 1.0  # 85 px -> crop side 85 * 1.5 = 128
-    res = ed.edit(img, mask, swap=SwapSpec(7), source_class=1, steps=3)
+    res = ed.edit(img, mask, swap=SwapSpec(7, match_colours=False), source_class=1, steps=3)  # no colour step then
     assert res.crop_size == res.render_size == 128
     # the old pipeline, step by step: crop at work size 128, Projector.project, label_swap, compose
     crop = Crop.around((100, 100, 85, 85), img.shape, margin=0.25, min_size=16, dtype=img.dtype)
@@ -65,7 +65,7 @@ def test_1000px_crop_is_rendered_at_1000px(bundle, photo):
     y0 = x0 = 50
     mask[y0 + 200:y0 + 800, x0 + 200:x0 + 800] = 1.0
     region = (x0 + 64, y0 + 64, 872, 872)  # crop side 872 + 2 * 64 px of context = 1000, whole latent cells
-    res = ed.edit(photo, mask, region=region, swap=SwapSpec(2), source_class=1,
+    res = ed.edit(photo, mask, region=region, swap=SwapSpec(2, match_colours=False), source_class=1,
                   mode="fast", poisson=False, cache_key="k")
     assert res.crop_size == 1000 and res.render_size == 1000 and not res.resampled
     crop = Crop.around(region, photo.shape, margin=0.25, min_size=16, multiple=8, dtype=photo.dtype,
@@ -150,8 +150,8 @@ def test_layer_strengths_all_ones_and_all_zeros(bundle, photo):
     kw = dict(source_class=1, mode="fast")
     plain = ed.edit(img, mask, swap=SwapSpec(7), **kw).image
     ones = ed.edit(img, mask, swap=SwapSpec(7, layer_strengths=[1, 1, 1]), **kw).image
-    zeros = ed.edit(img, mask, swap=SwapSpec(7, layer_strengths=[0, 0, 0]), **kw).image
-    unedited = ed.edit(img, mask, **kw).image  # the projection rendered, composed the same way
+    zeros = ed.edit(img, mask, swap=SwapSpec(7, layer_strengths=[0, 0, 0], match_colours=False), **kw).image
+    unedited = ed.edit(img, mask, **kw).image  # the projection rendered, composed the same way (model colours)
     assert np.array_equal(ones, plain)
     assert np.array_equal(zeros, unedited)
     assert not np.array_equal(plain, unedited)
@@ -320,6 +320,23 @@ def test_a_blend_takes_the_reference_colours(bundle, photo, crop_px):
         spread[match] = float(np.ptp(inside, axis=1).mean())  # 0 for grey pixels
         assert np.array_equal(res.image[mask == 0], img[mask == 0])
     assert spread[True] <= 3.0 and spread[False] >= 4 * max(spread[True], 1.0), spread
+
+
+def test_a_label_swap_takes_the_photos_colour_rendition(bundle, photo):
+    """A grey photo: the label swap's new material comes back grey (the transfer from the reconstruction's
+    colours to the photo's, fitted around the selection, applied to the whole edit), with the model's colours
+    when asked; the texture is the generator's either way (same luminance detail, up to the transfer)."""
+    grey = np.repeat((photo[:400, :400] @ np.array([0.299, 0.587, 0.114]))[:, :, None], 3, 2).astype(np.uint8)
+    mask = ellipse_mask(400, 400, 200, 200, 110, 90)
+    ed = PhotoEditor(bundle)
+    out = {m: ed.edit(grey, mask, swap=SwapSpec(7, match_colours=m), source_class=1, mode="fast").image
+           for m in (True, False)}
+    spread = {m: float(np.ptp(o[mask >= 1].astype(int), axis=1).mean()) for m, o in out.items()}
+    assert spread[True] <= 3.0 and spread[False] >= 4 * max(spread[True], 1.0), spread
+    for o in out.values():
+        assert np.array_equal(o[mask == 0], grey[mask == 0])
+    lum = {m: o[mask >= 1].astype(float) @ [0.299, 0.587, 0.114] for m, o in out.items()}
+    assert np.corrcoef(lum[True], lum[False])[0, 1] > 0.8
 
 
 def test_bf16_work_precision(bundle, photo):
