@@ -416,8 +416,8 @@ class SwapParams:
         Param("strength", UNIT, required=True, doc=STRENGTH.what),
         Param("layers", LAYERS, required=True, doc="scope: generator layers the class acts on"),
         Param("layer_strengths", LAYER_STRENGTHS, doc="one strength per sCBN layer; null = all 1"),
-        Param("match_colours", BOOL, doc="true or null (the default): the photo's colour rendition, fitted around "
-                                         "the selection; false: the model's colours"),
+        Param("match_colours", BOOL, doc="true: the photo's colour rendition, fitted around the selection (a grey "
+                                         "photo stays grey); false or null (the default): the model's colours"),
     )
     target: str | int
     strength: float = 1.0

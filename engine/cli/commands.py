@@ -354,7 +354,7 @@ def _photo_edit(args, b, kind: str, layers) -> int:
         for extra_mask, to, s in zip(masks[1:], args.to[1:], (strengths * len(args.to))[1:]):
             labels.append((class_id(b, to), read_mask(extra_mask, (h, w)), check_strength(s)))
         swap = SwapSpec(class_id(b, args.to[0]), check_strength(strengths[0]), layers, labels, layer_strengths,
-                        not getattr(args, "model_colours", False))
+                        bool(getattr(args, "photo_colours", False)))
     else:
         if not args.ref:
             raise CLIError("give --ref PHOTO2: the reference photo whose feature is blended in")

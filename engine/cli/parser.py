@@ -72,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", default="all", help="all, first, rest, or indices like 0,2")
     p.add_argument("--layer-strengths", default=None,
                    help="one strength in [0, 1] per sCBN layer, e.g. 1,1,0.5 (default all 1)")
-    p.add_argument("--model-colours", action="store_true",
-                   help="keep the model's colours (default: the photo's colour rendition, fitted around the "
-                        "selection)")
+    p.add_argument("--photo-colours", action="store_true",
+                   help="give the new material the photo's colour rendition, fitted around the selection (a grey "
+                        "photo stays grey; a class much lighter than the photo's can come out over-bright); "
+                        "default: the model's colours")
     photo_opts(p)
     p.set_defaults(fn=cmd_swap)
     p = sub.add_parser("blend", help="feature blend (the paper's feature blending) inside a mask")

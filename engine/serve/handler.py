@@ -111,7 +111,7 @@ class Engine:
                 raise EngineError(BAD_INPUT, "label swap needs a target class")
             target = labels[0][0]
         layers = self._layers(p.layers, layer_count(self.bundle.generator), "layer")
-        return SwapSpec(target, float(p.strength), layers, labels, p.layer_strengths, p.match_colours is not False)
+        return SwapSpec(target, float(p.strength), layers, labels, p.layer_strengths, p.match_colours is True)
 
     def _blend_spec(self, p: BlendParams) -> BlendSpec:
         layers = self._layers(p.layers, len(self.bundle.generator.blend_sites()), "blend site")

@@ -151,14 +151,14 @@ def test_photo_swap_fast_mode_and_scale(tmp_path, capsys):
 
 
 def test_model_colours_and_precision_options():
-    """--model-colours (swap and blend: keep the model's colours) and --precision (auto, float32, bfloat16) reach
-    the edit; a bad precision is refused by the parser."""
+    """--model-colours (blend: keep the model's colours), --photo-colours (swap: the photo's colour rendition) and
+    --precision (auto, float32, bfloat16) reach the edit; a bad precision is refused by the parser."""
     from engine.cli.parser import build_parser
 
     ap = build_parser()
-    for cmd in ("swap", "blend"):
-        args = ap.parse_args([cmd, "-o", "out.png", "--model-colours", "--precision", "float32"])
-        assert args.model_colours and args.precision == "float32"
-        assert not ap.parse_args([cmd, "-o", "out.png"]).model_colours
+    for cmd, flag in (("swap", "photo_colours"), ("blend", "model_colours")):
+        args = ap.parse_args([cmd, "-o", "out.png", "--" + flag.replace("_", "-"), "--precision", "float32"])
+        assert getattr(args, flag) and args.precision == "float32"
+        assert not getattr(ap.parse_args([cmd, "-o", "out.png"]), flag)
     with pytest.raises(SystemExit):
         ap.parse_args(["swap", "-o", "out.png", "--precision", "half"])

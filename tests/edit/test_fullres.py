@@ -322,10 +322,11 @@ def test_a_blend_takes_the_reference_colours(bundle, photo, crop_px):
     assert spread[True] <= 3.0 and spread[False] >= 4 * max(spread[True], 1.0), spread
 
 
-def test_a_label_swap_takes_the_photos_colour_rendition(bundle, photo):
-    """A grey photo: the label swap's new material comes back grey (the transfer from the reconstruction's
-    colours to the photo's, fitted around the selection, applied to the whole edit), with the model's colours
-    when asked; the texture is the generator's either way (same luminance detail, up to the transfer)."""
+def test_a_label_swap_can_take_the_photos_colour_rendition(bundle, photo):
+    """A grey photo, match_colours True (opt-in for swaps): the label swap's new material comes back grey (the
+    transfer from the reconstruction's colours to the photo's, fitted around the selection, applied to the whole
+    edit); by default the model's colours; the texture is the generator's either way."""
+    assert not SwapSpec(7).match_colours
     grey = np.repeat((photo[:400, :400] @ np.array([0.299, 0.587, 0.114]))[:, :, None], 3, 2).astype(np.uint8)
     mask = ellipse_mask(400, 400, 200, 200, 110, 90)
     ed = PhotoEditor(bundle)
