@@ -495,7 +495,8 @@ _MODEL = Param("model", STR, doc="model name; null = the engine's model")
 _SOURCE = Param("source_class", CLASS, doc="class of the region; null = found by the engine")
 _STEPS = Param("steps", STEPS_KIND, doc="projection iterations; null = the model's default (%d on fixed-size "
               "models, a few at full size on fully convolutional ones)" % DEFAULT_STEPS)
-_POISSON = Param("poisson", BOOL, required=True, doc="Poisson-blend the edit into the photo")
+_POISSON = Param("poisson", BOOL, required=True, doc="Poisson-blend the edit into the photo (an edit whose colours "
+                 "were matched, a feature blend by default, is pasted with its soft mask)")
 _REGION = Param("region", REGION, doc="the crop to project (image pixels); null = around the mask")
 _MODE = Param("mode", MODE, doc="fast: the encoder's latent only; calibrated: + steps (null = calibrated)")
 _SCALE = Param("scale", SCALE_KIND, doc="texture scale; null = %s" % _num(DEFAULT_SCALE))

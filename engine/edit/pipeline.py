@@ -544,6 +544,11 @@ class PhotoEditor:
         edited = from_model_output(out_t, channels)
         if colours is not None:
             edited = self.take_colours(edited, image, crop, colours, m.detach().float().cpu().numpy(), shown)
+            # the transfer has matched both sides of the border: Poisson blending would now only pull the inside
+            # towards the border's colours, which near the selection mix both streams (grass blended into the
+            # demo's brick wall came out orange: mean (157, 106, 27) against the meadow's (97, 117, 40), pasted
+            # (96, 117, 38)); its correction is harmonic, so the edit's detail is the same either way
+            poisson = False
         result = self.compose(image, crop, edited, soft, poisson)
         recon = self.compose(image, crop, from_model_output(recon_t, channels), soft, False) \
             if recon_t is not None else None
