@@ -372,9 +372,9 @@ class PhotoEditor:
         the reference's wherever the mask is 1, and what follows that site (a normalisation and a 3x3
         convolution) sees only those, so the base shows only in the mask's feathered border (weighted M(1 - M)
         <= 1/4 after compositing).  Calibrated mode then calibrates the reference alone: on 5 real photos at
-        512 px the results differed from calibrating both by no more than float32 from bf16 steps did (mean
-        5.8-15.7 vs 3.5-13.6 levels inside, both within the model's stochastic grain), with the same sharpness,
-        in half the projection time (README, "Edits at the photo's own resolution")."""
+        512 px the results differed from calibrating both (in float32) about as much as bf16 steps differ from
+        float32 ones (mean 5.8-15.7 vs 3.5-13.6 levels inside, both within the model's stochastic grain), with
+        the same sharpness, in half the projection time (README, "Edits at the photo's own resolution")."""
         if blend is None:
             return True
         last = self.G.blend_sites()[-1].index
