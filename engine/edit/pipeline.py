@@ -301,13 +301,12 @@ class PhotoEditor:
         m = torch.from_numpy(crop.mask_to_crop(soft, R)).to(dev)
         z, cls = proj.z, proj.class_id
         regions = self.label_regions(swap, m, crop, R, soft.shape)
-        ref = colours = None
+        ref = xr = None
         if blend is not None:
             ref, xr = self.reference(blend, reference, reference_region, reference_class, crop, R, m, soft.shape,
                                      steps, cache_key, progress)
-            colours = self.colour_target(blend, xr, crop.mask_to_crop(soft, R), ref.shift)
-        elif swap is not None and swap.match_colours:
-            colours = (None, 0.0)
+        colours = self.colour_target(swap, blend, xr, crop.mask_to_crop(soft, R),
+                                     ref.shift if ref is not None else (0, 0))
         t["projection"] = time.perf_counter() - t0
         # collage | blend
         t0 = time.perf_counter()
@@ -336,9 +335,9 @@ class PhotoEditor:
         around = mm <= 0.0
         if shown is not None:
             y0, y1, x0, x1 = shown
-            box = np.zeros_like(around)
-            box[y0:y1, x0:x1] = True
-            around &= box
+            rendered = np.zeros_like(around)
+            rendered[y0:y1, x0:x1] = True
+            around &= rendered
         wr = w * mm
         rows, cols = np.flatnonzero((mm > 0).any(1)), np.flatnonzero((mm > 0).any(0))
         if not rows.size:
@@ -350,21 +349,27 @@ class PhotoEditor:
             transfers.insert(0, (edited[mm >= 0.5], ref_px, wr))
         return match_colours(edited, transfers, box)
 
-    def colour_target(self, blend: BlendSpec, xr: torch.Tensor, mask: np.ndarray,
-                      shift: tuple[int, int]) -> tuple[np.ndarray, float] | None:
-        """What a feature blend's colours are matched to (engine/compose/colour.py): the reference pixels whose
-        features land in the selection (``mask``, the selection in the crop at the size of ``xr``, the reference
-        crop as the model saw it; ``shift`` at that size) and the blend's weight at its last site (the share of
-        the reference the result shows).  None: the model's colours (``match_colours`` False, or a blend that
-        leaves the last site to the base)."""
-        if not blend.match_colours:
-            return None
-        last = self.G.blend_sites()[-1].index
-        w = blend_site_weights(self.G, blend.layers, blend.strength, blend.layer_strengths).get(last, 0.0)
-        if w <= 0.0:
+    def colour_target(self, swap: SwapSpec | None, blend: BlendSpec | None, xr: torch.Tensor | None,
+                      mask: np.ndarray, shift: tuple[int, int]) -> tuple[np.ndarray | None, float] | None:
+        """What the edit's colours are matched to (engine/compose/colour.py, :meth:`take_colours`).  A feature
+        blend: the reference pixels whose features land in the selection (``mask``, the selection in the crop at
+        the size of ``xr``, the reference crop as the model saw it; ``shift`` at that size) and the blend's weight
+        at its last site (the share of the reference the result shows).  A label swap asking for the photo's
+        colours: (None, 0.0).  None: the model's colours (``match_colours`` False, or a blend that leaves the
+        last site to the base)."""
+        if blend is None:
+            return (None, 0.0) if swap is not None and swap.match_colours else None
+        w = self.last_site_weight(blend)
+        if not blend.match_colours or w <= 0.0:
             return None
         ref01 = (xr[0].detach().float().permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0
-        return shifted_pixels(ref01, mask, shift), float(w)
+        return shifted_pixels(ref01, mask, shift), w
+
+    def last_site_weight(self, blend: BlendSpec) -> float:
+        """The blend's weight at its last blend site (in forward order): the share of the reference the result
+        shows inside the mask (the base stream shows in the rest)."""
+        last = self.G.blend_sites()[-1].index
+        return float(blend_site_weights(self.G, blend.layers, blend.strength, blend.layer_strengths).get(last, 0.0))
 
     def base_shows(self, blend: BlendSpec | None) -> bool:
         """Whether the base stream (the photo's own latent) shows inside the selection.  Not when a feature blend
@@ -375,11 +380,7 @@ class PhotoEditor:
         512 px the results differed from calibrating both (in float32) about as much as bf16 steps differ from
         float32 ones (mean 5.8-15.7 vs 3.5-13.6 levels inside, both within the model's stochastic grain), with
         the same sharpness, in half the projection time (README, "Edits at the photo's own resolution")."""
-        if blend is None:
-            return True
-        last = self.G.blend_sites()[-1].index
-        weights = blend_site_weights(self.G, blend.layers, blend.strength, blend.layer_strengths)
-        return weights.get(last, 0.0) < 1.0
+        return blend is None or self.last_site_weight(blend) < 1.0
 
     def check_layer_strengths(self, swap: SwapSpec | None, blend: BlendSpec | None) -> None:
         """EditError (one line) unless each per-layer strength list has one value in [0, 1] per layer."""
@@ -478,12 +479,10 @@ class PhotoEditor:
             raise EditError(f"the saved latent is {latent.z.shape[-1] * g} px but this crop needs {Sc} px: "
                             f"project the same region again")
         rkey = None if cache_key is None else cache_key + ":reference"
-        colours = None
-        if xr is not None:
-            colours = self.colour_target(blend, xr, crop.mask_to_crop(soft, Sc),
-                                         (int(round(blend.shift[0] * Sc / S)), int(round(blend.shift[1] * Sc / S))))
-        elif swap is not None and swap.match_colours:
-            colours = (None, 0.0)  # a label swap: the photo's colour rendition only
+        # the blend's shift at the size the encoder, the calibration and the colour step see
+        rshift = (int(round(blend.shift[0] * Sc / S)), int(round(blend.shift[1] * Sc / S))) \
+            if blend is not None else (0, 0)
+        colours = self.colour_target(swap, blend, xr, crop.mask_to_crop(soft, Sc), rshift)
         t0 = time.perf_counter()
         base = ref = None
         if preview is not None and mode == "calibrated" and latent is None:
@@ -501,7 +500,6 @@ class PhotoEditor:
                                            progress, start=base, window=win)
         rproj = None
         if xr is not None:  # the reference is calibrated where the blend takes its features: the window, shifted
-            rshift = (int(round(blend.shift[0] * Sc / S)), int(round(blend.shift[1] * Sc / S)))
             rwin = shifted_window(win, rshift, tuple(xr.shape[-2:]), g)
             rproj = self.full_project(xr, reference_class, mode, steps, rkey, progress, "reference projection",
                                       start=ref, window=rwin)

@@ -49,7 +49,7 @@ class Engine:
         self.device, self.model_name, self.bundle = bundle.generator.device, name, bundle
         self.budgets = budgets or Budgets()
         self.precision = "auto"
-        self.editor = PhotoEditor(bundle, budgets=self.budgets)
+        self.editor = PhotoEditor(bundle, budgets=self.budgets, precision=self.precision)
         self.names = bundle.class_names or bundle.generator.class_names()
         self._lock = threading.Lock()
         return self
